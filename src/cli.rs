@@ -1,0 +1,222 @@
+//! The `capstan` command line: argument types and the subcommands. `main.rs` only parses
+//! and calls [`run`].
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::config::{self, Config, Diagnostic};
+use crate::policy::{self, ForecastSeries, History, Observation, Sample};
+
+/// Exit code for invalid input (config errors, malformed observations).
+pub const EXIT_INVALID: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "capstan",
+    version,
+    about = "AWS-native autoscaling control plane: target tracking, step, scheduled and predictive policies, with an explanation for every decision"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check config files or directories; print every error with file:line:column and a hint.
+    /// Exits 0 when valid, 2 when not.
+    Validate {
+        /// Config files or directories of .toml files (merged: one [global], unique names).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the config file format (for editor completion).
+    Schema,
+    /// Feed observations (JSON Lines) to the decision core and print one decision per line.
+    ///
+    /// Each input line is like
+    /// {"at":"2026-11-27T10:00:00Z","current":3,"ready":3,"metrics":{"cpu":85.0,"backlog":null}}.
+    /// History is kept across lines as the daemon keeps it; a line without "current" takes the
+    /// previous decision's capacity. Output lines carry at, target, current, desired, action,
+    /// reason and the structured explanation.
+    Decide {
+        /// Config file or directory; the embedded example config when omitted.
+        #[arg(long)]
+        config: Option<Vec<PathBuf>>,
+        /// Target name.
+        #[arg(long)]
+        target: String,
+        /// JSON Lines file of observations; standard input when omitted.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print only at, current, desired and reason.
+        #[arg(long)]
+        brief: bool,
+    },
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { paths } => validate(&paths),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config::json_schema()).expect("schema serializes")
+            );
+            0
+        }
+        Command::Decide {
+            config,
+            target,
+            input,
+            brief,
+        } => decide(config.as_deref(), &target, input.as_deref(), brief),
+    }
+}
+
+fn print_diags(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "error: {d}");
+    }
+    let n = diags.len();
+    let _ = writeln!(err, "{n} error{}", if n == 1 { "" } else { "s" });
+}
+
+fn validate(paths: &[PathBuf]) -> i32 {
+    match config::load(paths) {
+        Ok(cfg) => {
+            let files = config::expand_paths(paths).map(|f| f.len()).unwrap_or(0);
+            println!(
+                "ok: {} target{} in {files} file{}",
+                cfg.targets.len(),
+                if cfg.targets.len() == 1 { "" } else { "s" },
+                if files == 1 { "" } else { "s" }
+            );
+            0
+        }
+        Err(diags) => {
+            print_diags(&diags);
+            EXIT_INVALID
+        }
+    }
+}
+
+/// One input line of `capstan decide`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideInput {
+    at: chrono::DateTime<chrono::Utc>,
+    current: Option<u32>,
+    #[serde(default)]
+    ready: Option<u32>,
+    #[serde(default)]
+    metrics: std::collections::BTreeMap<String, Option<Sample>>,
+    #[serde(default)]
+    scale_in_blocked: Option<String>,
+    #[serde(default)]
+    forecast: Option<ForecastSeries>,
+}
+
+fn load_config(paths: Option<&[PathBuf]>) -> Result<Config, Vec<Diagnostic>> {
+    match paths {
+        Some(p) => config::load(p),
+        None => config::from_str("<embedded config/example.toml>", config::EMBEDDED_EXAMPLE),
+    }
+}
+
+fn decide(
+    paths: Option<&[PathBuf]>,
+    target_name: &str,
+    input: Option<&std::path::Path>,
+    brief: bool,
+) -> i32 {
+    let cfg = match load_config(paths) {
+        Ok(c) => c,
+        Err(d) => {
+            print_diags(&d);
+            return EXIT_INVALID;
+        }
+    };
+    let Some(target) = cfg.target(target_name) else {
+        let names: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
+        let hint = config::diag::closest(target_name, names.iter().copied())
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| format!("targets: {}", names.join(", ")));
+        eprintln!("error: no target `{target_name}` in the config\n  hint: {hint}");
+        return EXIT_INVALID;
+    };
+    let (reader, source): (Box<dyn BufRead>, String) = match input {
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => (Box::new(BufReader::new(f)), p.display().to_string()),
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                return EXIT_INVALID;
+            }
+        },
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading observations (JSON Lines) from standard input; end with Ctrl-D");
+            }
+            (
+                Box::new(BufReader::new(std::io::stdin())),
+                "<stdin>".to_string(),
+            )
+        }
+    };
+    let mut history = History::default();
+    let mut last: Option<u32> = None;
+    let mut out = std::io::stdout().lock();
+    for (i, line) in reader.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: {source}: {e}");
+                return EXIT_INVALID;
+            }
+        };
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let parsed: DecideInput = match serde_json::from_str(trimmed) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {source}:{}:{}: {e}", i + 1, e.column());
+                eprintln!("  hint: one JSON object per line, e.g. {{\"at\":\"2026-11-27T10:00:00Z\",\"current\":3,\"metrics\":{{\"cpu\":85.0}}}}");
+                return EXIT_INVALID;
+            }
+        };
+        let Some(current) = parsed.current.or(last) else {
+            eprintln!(
+                "error: {source}:{}: the first observation needs \"current\"",
+                i + 1
+            );
+            return EXIT_INVALID;
+        };
+        let obs = Observation {
+            at: parsed.at,
+            current,
+            ready: parsed.ready,
+            metrics: parsed.metrics,
+            scale_in_blocked: parsed.scale_in_blocked,
+            forecast: parsed.forecast,
+        };
+        let d = policy::decide(target, &obs, &history);
+        history.record(target, &d, true);
+        last = Some(d.desired);
+        let json = if brief {
+            serde_json::json!({"at": d.at, "current": d.current, "desired": d.desired, "reason": d.reason})
+        } else {
+            d.to_json()
+        };
+        if writeln!(out, "{json}").is_err() {
+            return 0; // Output closed (e.g. piped into head).
+        }
+    }
+    0
+}

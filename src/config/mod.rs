@@ -1,0 +1,138 @@
+//! Configuration: TOML files -> a validated [`Config`].
+//!
+//! `raw` holds the serde types as written, `validate` checks them all at once and reports
+//! every problem as a [`Diagnostic`] with file, line, column, key and hint; `model` is what
+//! the rest of capstan reads. Loading is pure apart from reading the files.
+
+pub mod diag;
+pub mod duration;
+pub mod model;
+pub mod raw;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use diag::Diagnostic;
+pub use model::*;
+
+/// The config the README's first command runs on: a shipped example, embedded in the binary.
+pub const EMBEDDED_EXAMPLE: &str = include_str!("../../config/example.toml");
+
+/// Parses one config text into a whole config (a `[global]` table is optional).
+pub fn from_str(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let part = validate::parse_file(file, text)?;
+    Ok(Config {
+        global: part.global.unwrap_or_default(),
+        targets: part.targets,
+    })
+}
+
+/// The `.toml` files named, directories expanded (sorted, not recursive).
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(rd) => {
+                    let mut found: Vec<PathBuf> = rd
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        diags.push(file_diag(p, "the directory has no .toml file", None));
+                    }
+                    files.extend(found);
+                }
+                Err(e) => diags.push(file_diag(p, &format!("cannot read directory: {e}"), None)),
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    if diags.is_empty() {
+        Ok(files)
+    } else {
+        Err(diags)
+    }
+}
+
+fn file_diag(p: &Path, message: &str, hint: Option<&str>) -> Diagnostic {
+    Diagnostic {
+        file: p.display().to_string(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: message.into(),
+        hint: hint.map(String::from),
+    }
+}
+
+/// Loads and merges config files and directories: at most one `[global]`, target names
+/// unique across files. Every problem in every file is reported.
+pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
+    let files = expand_paths(paths)?;
+    let mut diags = Vec::new();
+    let mut global: Option<(Global, String)> = None;
+    let mut targets: Vec<Target> = Vec::new();
+    let mut places: Vec<String> = Vec::new();
+    for f in &files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(file_diag(f, &format!("cannot read file: {e}"), None));
+                continue;
+            }
+        };
+        match validate::parse_file(&name, &text) {
+            Ok(part) => {
+                if let Some(g) = part.global {
+                    if let Some((_, first)) = &global {
+                        diags.push(file_diag(
+                            f,
+                            &format!("a second [global] table (the first is in {first})"),
+                            Some("keep [global] in one file of the directory"),
+                        ));
+                    } else {
+                        global = Some((g, name.clone()));
+                    }
+                }
+                for (t, (line, column)) in part.targets.into_iter().zip(part.target_places) {
+                    if let Some(i) = targets.iter().position(|o| o.name == t.name) {
+                        diags.push(Diagnostic {
+                            file: name.clone(),
+                            line,
+                            column,
+                            key: "name".into(),
+                            message: format!("duplicate target name `{}`", t.name),
+                            hint: Some(format!(
+                                "{} already defines it; names must be unique",
+                                places[i]
+                            )),
+                        });
+                        continue;
+                    }
+                    places.push(format!("{name}:{line}:{column}"));
+                    targets.push(t);
+                }
+            }
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    if diags.is_empty() {
+        Ok(Config {
+            global: global.map(|g| g.0).unwrap_or_default(),
+            targets,
+        })
+    } else {
+        Err(diags)
+    }
+}
+
+/// The JSON Schema of a config file, for editors.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(raw::RawFile);
+    serde_json::to_value(schema).expect("a schema serializes")
+}

@@ -1,0 +1,390 @@
+//! The validated configuration: every value checked, defaults filled in, durations in
+//! seconds, references resolved. Everything downstream (the decision core, sources,
+//! actuators, the simulator) reads these types only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A whole validated configuration (one file or a directory of files).
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub global: Global,
+    pub targets: Vec<Target>,
+}
+
+impl Config {
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Global {
+    pub region: Option<String>,
+    pub poll_interval_secs: u64,
+    pub dry_run: bool,
+    pub http_listen: String,
+    pub lease: Lease,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            region: None,
+            poll_interval_secs: 15,
+            dry_run: false,
+            http_listen: "127.0.0.1:8080".into(),
+            lease: Lease::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lease {
+    pub enabled: bool,
+    pub table: String,
+    pub name: String,
+    pub duration_secs: u64,
+    pub renew_interval_secs: u64,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Lease {
+            enabled: false,
+            table: "capstan".into(),
+            name: "default".into(),
+            duration_secs: 30,
+            renew_interval_secs: 10,
+        }
+    }
+}
+
+/// One scalable target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub resource: Resource,
+    pub alb_target_group: Option<String>,
+    pub min: u32,
+    pub max: u32,
+    pub takeover: bool,
+    pub metrics: Vec<Metric>,
+    pub policies: Vec<Policy>,
+    pub schedules: Vec<Schedule>,
+    pub behavior: Behavior,
+    pub fallback: Option<Fallback>,
+}
+
+impl Target {
+    pub fn metric(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    EcsService {
+        cluster: String,
+        service: String,
+    },
+    Asg {
+        name: String,
+    },
+    AuroraReaders {
+        db_cluster: String,
+        reader_prefix: String,
+        instance_class: Option<String>,
+    },
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::EcsService { .. } => "ecs_service",
+            Resource::Asg { .. } => "asg",
+            Resource::AuroraReaders { .. } => "aurora_readers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    pub name: String,
+    pub source: MetricSource,
+    /// Above this value the target counts as active (KEDA activation).
+    pub activation: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum MetricSource {
+    /// A CloudWatch metric: custom, or expanded from a built-in shortcut.
+    Cloudwatch {
+        namespace: String,
+        metric_name: String,
+        dimensions: BTreeMap<String, String>,
+        statistic: String,
+        period_secs: u64,
+        stale_after_secs: u64,
+    },
+    /// A metric-math expression over other metrics of the same target.
+    Expression {
+        expression: String,
+        /// Names of the metrics the expression reads.
+        inputs: Vec<String>,
+        period_secs: u64,
+        stale_after_secs: u64,
+    },
+    /// An SQS queue's backlog.
+    Sqs {
+        queue: String,
+        include_in_flight: bool,
+        include_delayed: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    pub name: String,
+    pub metric: String,
+    pub kind: PolicyKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PolicyKind {
+    TargetTracking {
+        target: TrackingTarget,
+        tolerance_up: f64,
+        tolerance_down: f64,
+    },
+    Step(StepPolicy),
+    Predictive(PredictivePolicy),
+}
+
+/// How a target-tracking metric relates to capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackingTarget {
+    /// The metric is a per-unit average (CPU %, requests per target):
+    /// desired = ceil(current * value / target).
+    Average(f64),
+    /// The metric is a total (queue backlog, requests/s): desired = ceil(total / per_unit).
+    PerUnit(f64),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepPolicy {
+    pub threshold: f64,
+    pub comparison: Comparison,
+    pub breach_for_secs: u64,
+    pub adjustment: AdjustmentType,
+    pub min_adjustment_magnitude: Option<u32>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Comparison {
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "<")]
+    Lt,
+}
+
+impl Comparison {
+    pub fn breached(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Ge => value >= threshold,
+            Comparison::Gt => value > threshold,
+            Comparison::Le => value <= threshold,
+            Comparison::Lt => value < threshold,
+        }
+    }
+    /// Whether the alarm fires above the threshold (a scale-out alarm, usually).
+    pub fn is_upper(self) -> bool {
+        matches!(self, Comparison::Ge | Comparison::Gt)
+    }
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Ge => ">=",
+            Comparison::Gt => ">",
+            Comparison::Le => "<=",
+            Comparison::Lt => "<",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustmentType {
+    ChangeInCapacity,
+    PercentChangeInCapacity,
+    ExactCapacity,
+}
+
+/// Bounds relative to the threshold; `None` is infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Step {
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+    pub adjustment: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictivePolicy {
+    pub per_unit: f64,
+    pub mode: PredictiveMode,
+    pub schedule_ahead_secs: u64,
+    pub breach: MaxCapacityBreach,
+    pub refresh_secs: u64,
+    pub max_error: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictiveMode {
+    ForecastOnly,
+    ForecastAndScale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxCapacityBreach {
+    Honor,
+    IncreaseByPercent(f64),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    pub name: String,
+    pub when: ScheduleWhen,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub floor: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleWhen {
+    Once {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    Cron {
+        expression: String,
+        #[serde(serialize_with = "ser_tz")]
+        timezone: chrono_tz::Tz,
+        duration_secs: u64,
+        #[serde(skip)]
+        cron: Box<croner::Cron>,
+    },
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Behavior {
+    pub scale_up: Rules,
+    pub scale_down: Rules,
+    pub scale_out_cooldown_secs: u64,
+    pub scale_in_cooldown_secs: u64,
+    pub warmup_secs: u64,
+    pub disable_scale_in: bool,
+    pub paused: bool,
+    pub scale_to_zero_after_secs: u64,
+}
+
+impl Default for Behavior {
+    /// Kubernetes HPA's default behavior, no cooldowns, no warm-up.
+    fn default() -> Self {
+        Behavior {
+            scale_up: Rules::default_up(),
+            scale_down: Rules::default_down(),
+            scale_out_cooldown_secs: 0,
+            scale_in_cooldown_secs: 0,
+            warmup_secs: 0,
+            disable_scale_in: false,
+            paused: false,
+            scale_to_zero_after_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rules {
+    pub stabilization_window_secs: u64,
+    pub select: Select,
+    pub policies: Vec<RatePolicy>,
+}
+
+impl Rules {
+    /// HPA: scale up by at most max(4 pods, 100%) per 15 s, no stabilization.
+    pub fn default_up() -> Self {
+        Rules {
+            stabilization_window_secs: 0,
+            select: Select::Max,
+            policies: vec![
+                RatePolicy {
+                    kind: RateKind::Pods,
+                    value: 4,
+                    period_secs: 15,
+                },
+                RatePolicy {
+                    kind: RateKind::Percent,
+                    value: 100,
+                    period_secs: 15,
+                },
+            ],
+        }
+    }
+    /// HPA: scale down by at most 100% per 15 s, 300 s stabilization.
+    pub fn default_down() -> Self {
+        Rules {
+            stabilization_window_secs: 300,
+            select: Select::Max,
+            policies: vec![RatePolicy {
+                kind: RateKind::Percent,
+                value: 100,
+                period_secs: 15,
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    Max,
+    Min,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RatePolicy {
+    pub kind: RateKind,
+    pub value: u32,
+    pub period_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKind {
+    Pods,
+    Percent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Fallback {
+    pub after_failures: u32,
+    pub capacity: u32,
+}

@@ -1,0 +1,147 @@
+//! The decision and its explanation: every metric, every policy's proposal, the winner, and
+//! each rule that moved or held the result. Serializes to JSON; `reason` is one log line.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::history::ForecastCheck;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    ScaleOut,
+    ScaleIn,
+    None,
+}
+
+/// The outcome of one tick for one target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Decision {
+    pub at: DateTime<Utc>,
+    pub target: String,
+    pub current: u32,
+    pub desired: u32,
+    pub action: Action,
+    /// The explanation as one line.
+    pub reason: String,
+    pub explanation: Explanation,
+    /// What the history must remember of this tick (applied by `History::record`).
+    #[serde(skip)]
+    pub update: Update,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Explanation {
+    pub metrics: Vec<MetricLine>,
+    pub proposals: Vec<ProposalLine>,
+    /// The policy whose proposal won (the largest), if any proposed.
+    pub winner: Option<String>,
+    /// The largest proposal before behavior rules (what the stabilization window remembers).
+    pub recommendation: u32,
+    pub bounds: BoundsLine,
+    pub forecast: Option<ForecastLine>,
+    /// Each rule that changed or held the value, in the order applied.
+    pub steps: Vec<StepLine>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricLine {
+    pub name: String,
+    pub value: Option<f64>,
+    /// Why the value is not usable (missing, NaN, negative...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProposalLine {
+    pub policy: String,
+    pub metric: String,
+    pub proposal: Option<u32>,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BoundsLine {
+    pub min: u32,
+    pub max: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u32>,
+    /// Which schedules, forecast or fallback set them.
+    pub sources: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ForecastLine {
+    pub policy: String,
+    pub mode: String,
+    /// Highest load expected between now and `schedule_ahead` from now.
+    pub predicted_load: Option<f64>,
+    /// The capacity that load needs (`ceil(load / target_per_unit)`).
+    pub capacity: Option<u32>,
+    /// Live error (WAPE) over the last day, when there are enough checks.
+    pub error: Option<f64>,
+    pub applied: bool,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLine {
+    pub rule: &'static str,
+    pub from: u32,
+    pub to: u32,
+    pub detail: String,
+}
+
+/// History changes that follow from a tick whether or not its action is carried out.
+#[derive(Clone, Debug, Default)]
+pub struct Update {
+    pub recommendation: u32,
+    pub consecutive_failures: u32,
+    pub active: bool,
+    /// Step policy name -> breach start (`None` clears it).
+    pub breaches: BTreeMap<String, Option<DateTime<Utc>>>,
+    pub forecast_check: Option<ForecastCheck>,
+}
+
+impl Decision {
+    /// Builds the one-line reason from the explanation.
+    pub(crate) fn summarize(&mut self) {
+        let e = &self.explanation;
+        let head = match self.action {
+            Action::ScaleOut => format!("scale out {} -> {}", self.current, self.desired),
+            Action::ScaleIn => format!("scale in {} -> {}", self.current, self.desired),
+            Action::None => format!("hold at {}", self.current),
+        };
+        let mut parts = Vec::new();
+        for p in &e.proposals {
+            let won = e.winner.as_deref() == Some(p.policy.as_str());
+            parts.push(format!("{}{}", p.detail, if won { " (wins)" } else { "" }));
+        }
+        if e.proposals.is_empty() {
+            parts.push("no policy proposed a capacity".into());
+        }
+        for s in &e.steps {
+            parts.push(s.detail.clone());
+        }
+        self.reason = format!("{head}: {}", parts.join("; "));
+    }
+
+    /// The decision as one JSON object (the log line and `/v1/decisions` format).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("decisions serialize")
+    }
+}
+
+/// Formats a metric value compactly for explanations.
+pub fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}

@@ -1,0 +1,835 @@
+//! The pure decision core: a target's config, its latest [`Observation`] and its
+//! [`History`] in, a [`Decision`] with a full explanation out. No async, no AWS SDK, no
+//! clock reads, no I/O: `now` is the observation's `at`.
+//!
+//! One tick runs these stages, each recorded in the explanation when it changes the value:
+//!
+//! 1. **Metrics**: missing, stale, NaN, infinite and negative values are unusable.
+//! 2. **Bounds**: the target's min/max, changed by active schedules (largest min, largest
+//!    max), and floors from schedules, the predictive policy and the fallback.
+//! 3. **Proposals**: each target-tracking and step policy proposes a capacity; the largest
+//!    wins (AWS: "the policy with the largest capacity wins"; HPA: max over metrics).
+//!    A missing metric never lets the result go below the current capacity.
+//! 4. **Behavior** (HPA semantics): stabilization windows, then scale-in holds (disable,
+//!    deployment in progress, cooldowns, warm-up), then rate-limit policies.
+//! 5. **Clamp** to the effective bounds; bounds and floors act at once, as AWS scheduled
+//!    actions do, and are never shaped by rate limits.
+//! 6. **Scale to zero** (KEDA): with min = 0, only after the target was inactive for
+//!    `scale_to_zero_after`, and never on missing data.
+
+mod behavior;
+mod explain;
+mod history;
+mod observation;
+
+pub use behavior::{scale_down_limit, scale_up_limit, stabilize};
+pub use explain::{
+    num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, ProposalLine,
+    StepLine, Update,
+};
+pub use history::{ForecastCheck, History, Recommendation, ScaleEvent, FORECAST_CHECK_EVERY_SECS};
+pub use observation::{ForecastSeries, Observation, Sample};
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::duration::format_secs;
+use crate::config::{
+    AdjustmentType, MaxCapacityBreach, Metric, MetricSource, PolicyKind, PredictiveMode,
+    PredictivePolicy, Schedule, ScheduleWhen, StepPolicy, Target, TrackingTarget,
+};
+
+/// Least number of live checks before the forecast error is trusted.
+pub const MIN_FORECAST_CHECKS: usize = 12;
+
+/// Decides the capacity of `target` for the observation `obs`, given its history.
+pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision {
+    let now = obs.at;
+    let current = obs.current;
+    let mut ex = Explanation::default();
+    let mut upd = Update::default();
+
+    // 1. Metrics.
+    let mut values: BTreeMap<&str, Result<f64, String>> = BTreeMap::new();
+    for m in &target.metrics {
+        let v = read_metric(m, obs.metrics.get(&m.name));
+        ex.metrics.push(MetricLine {
+            name: m.name.clone(),
+            value: v.as_ref().ok().copied(),
+            problem: v.as_ref().err().cloned(),
+        });
+        values.insert(m.name.as_str(), v);
+    }
+    let missing: Vec<&str> = target
+        .policies
+        .iter()
+        .filter(|p| !matches!(p.kind, PolicyKind::Predictive(_)))
+        .map(|p| p.metric.as_str())
+        .filter(|m| !matches!(values.get(m), Some(Ok(_))))
+        .collect();
+    upd.consecutive_failures = if missing.is_empty() {
+        0
+    } else {
+        history.consecutive_failures.saturating_add(1)
+    };
+    let active = target
+        .metrics
+        .iter()
+        .any(|m| matches!(values.get(m.name.as_str()), Some(Ok(v)) if *v > m.activation));
+    // Missing data counts as active: it must never start the scale-to-zero countdown.
+    upd.active = active || !missing.is_empty();
+
+    // 2. Bounds from schedules.
+    let mut bounds = schedule_bounds(target, now);
+
+    // 3. Proposals.
+    let mut best: Option<(u32, String)> = None;
+    let mut forecast_floor: Option<(u32, String)> = None;
+    for p in &target.policies {
+        let value = values
+            .get(p.metric.as_str())
+            .cloned()
+            .unwrap_or_else(|| Err("not observed".into()));
+        let (proposal, detail) = match &p.kind {
+            PolicyKind::TargetTracking {
+                target: tt,
+                tolerance_up,
+                tolerance_down,
+            } => match value {
+                Ok(v) => track(
+                    *tt,
+                    v,
+                    current,
+                    obs.ready.unwrap_or(current),
+                    *tolerance_up,
+                    *tolerance_down,
+                    &p.metric,
+                ),
+                Err(why) => (None, format!("{}: {why}, no proposal", p.metric)),
+            },
+            PolicyKind::Step(s) => match value {
+                Ok(v) => {
+                    let (prop, detail, since) = step(s, &p.name, v, current, now, history);
+                    upd.breaches.insert(p.name.clone(), since);
+                    (prop, format!("{}: {detail}", p.metric))
+                }
+                Err(why) => (None, format!("{}: {why}, no proposal", p.metric)),
+            },
+            PolicyKind::Predictive(pp) => {
+                let (line, floor, check) = predictive(
+                    pp,
+                    &p.name,
+                    obs,
+                    value.ok(),
+                    history,
+                    target.max.max(bounds.max),
+                );
+                upd.forecast_check = check;
+                if let Some(f) = floor {
+                    forecast_floor = Some((f, p.name.clone()));
+                }
+                let detail = format!("{}: {}", p.name, line.note);
+                ex.forecast = Some(line);
+                ex.proposals.push(ProposalLine {
+                    policy: p.name.clone(),
+                    metric: p.metric.clone(),
+                    proposal: None,
+                    detail,
+                });
+                continue;
+            }
+        };
+        let detail = format!("{}: {detail}", p.name);
+        if let Some(c) = proposal {
+            if best.as_ref().is_none_or(|(b, _)| c > *b) {
+                best = Some((c, p.name.clone()));
+            }
+        }
+        ex.proposals.push(ProposalLine {
+            policy: p.name.clone(),
+            metric: p.metric.clone(),
+            proposal,
+            detail,
+        });
+    }
+    ex.winner = best.as_ref().map(|b| b.1.clone());
+    let mut raw = best.map(|b| b.0).unwrap_or(current);
+    let mut steps: Vec<StepLine> = Vec::new();
+    if !missing.is_empty() && raw < current {
+        steps.push(StepLine {
+            rule: "missing_data",
+            from: raw,
+            to: current,
+            detail: format!("no scale-in while {} is missing", missing.join(", ")),
+        });
+        raw = current;
+    }
+    upd.recommendation = raw;
+
+    // Floors: predictive and fallback join the schedules'.
+    if let Some((f, name)) = forecast_floor {
+        if let Some(PolicyKind::Predictive(pp)) = target
+            .policies
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.kind)
+        {
+            if let MaxCapacityBreach::IncreaseByPercent(pct) = pp.breach {
+                let raised = (f as f64 * (1.0 + pct / 100.0)).ceil() as u32;
+                if f > bounds.max {
+                    bounds.sources.push(format!(
+                        "max {} -> {raised} ({name} may exceed max by {}%)",
+                        bounds.max,
+                        num(pct)
+                    ));
+                    bounds.max = raised;
+                }
+            }
+        }
+        let f = f.min(bounds.max);
+        bounds.sources.push(format!("floor {f} ({name})"));
+        bounds.floor = Some(bounds.floor.map_or(f, |x| x.max(f)));
+    }
+    if let Some(fb) = target.fallback {
+        if upd.consecutive_failures > fb.after_failures {
+            bounds.sources.push(format!(
+                "floor {} (fallback after {} failed ticks)",
+                fb.capacity, upd.consecutive_failures
+            ));
+            bounds.floor = Some(bounds.floor.map_or(fb.capacity, |x| x.max(fb.capacity)));
+        }
+    }
+    let upper = bounds.max;
+    let mut lower = bounds.min.max(bounds.floor.unwrap_or(0)).min(upper);
+
+    // Scale to zero (KEDA): with min 0, hold at least 1 until idle long enough.
+    let mut to_zero = false;
+    if lower == 0 {
+        let idle_since = history.last_active.or(history.first_seen).unwrap_or(now);
+        let idle_for = (now - idle_since).num_seconds().max(0) as u64;
+        if upd.active {
+            lower = 1;
+            if current == 0 {
+                bounds
+                    .sources
+                    .push("min 1 (active: scale from zero)".into());
+            }
+        } else if idle_for >= target.behavior.scale_to_zero_after_secs {
+            to_zero = current > 0;
+        } else {
+            lower = 1;
+            bounds.sources.push(format!(
+                "min 1 (idle {}, scale to zero after {})",
+                format_secs(idle_for),
+                format_secs(target.behavior.scale_to_zero_after_secs)
+            ));
+        }
+    }
+    ex.bounds = BoundsLine {
+        min: lower,
+        max: upper,
+        floor: bounds.floor,
+        sources: bounds.sources,
+    };
+
+    // 4-5. Behavior, then bounds.
+    let b = &target.behavior;
+    let mut desired;
+    if b.paused {
+        desired = current;
+        steps.push(StepLine {
+            rule: "paused",
+            from: raw,
+            to: current,
+            detail: format!("paused: would go to {}", raw.clamp(lower, upper)),
+        });
+    } else if to_zero {
+        desired = 0;
+        steps.push(StepLine {
+            rule: "scale_to_zero",
+            from: raw,
+            to: 0,
+            detail: format!(
+                "inactive for at least {}: scale to zero",
+                format_secs(b.scale_to_zero_after_secs)
+            ),
+        });
+    } else if current < lower || current > upper {
+        desired = current.clamp(lower, upper);
+        let what = if current < lower {
+            "below the effective min"
+        } else {
+            "above the effective max"
+        };
+        let proposed = raw.clamp(lower, upper);
+        // A policy may want even more than the new floor (or less than the new max).
+        if (current < lower && proposed > desired) || (current > upper && proposed < desired) {
+            desired = proposed;
+        }
+        steps.push(StepLine {
+            rule: "bounds",
+            from: raw,
+            to: desired,
+            detail: format!("current {current} is {what}: set {desired} at once"),
+        });
+    } else {
+        let seed;
+        let hist = if history.first_seen.is_none() {
+            // HPA seeds the window with the current capacity when it first sees a target.
+            seed = History {
+                recommendations: vec![Recommendation {
+                    at: now,
+                    capacity: current,
+                }],
+                ..History::default()
+            };
+            &seed
+        } else {
+            history
+        };
+        let (stab, held) = stabilize(now, current, raw, hist, &b.scale_up, &b.scale_down);
+        desired = stab;
+        if let Some((up_rec, down_rec)) = held {
+            let detail = if raw > current {
+                format!(
+                    "scale-up stabilization ({}): lowest recommendation in window is {up_rec}",
+                    format_secs(b.scale_up.stabilization_window_secs)
+                )
+            } else {
+                format!(
+                    "scale-down stabilization ({}): highest recommendation in window is {down_rec}",
+                    format_secs(b.scale_down.stabilization_window_secs)
+                )
+            };
+            steps.push(StepLine {
+                rule: "stabilization",
+                from: raw,
+                to: stab,
+                detail,
+            });
+        }
+        if desired < current {
+            let hold = if b.disable_scale_in {
+                Some(("disable_scale_in", "scale-in disabled".to_string()))
+            } else if let Some(why) = &obs.scale_in_blocked {
+                Some(("scale_in_blocked", format!("scale-in held: {why}")))
+            } else if let Some(until) = until(history.last_scale_in, b.scale_in_cooldown_secs, now)
+            {
+                Some((
+                    "cooldown",
+                    format!("scale-in cooldown until {}", until.format("%H:%M:%S")),
+                ))
+            } else {
+                until(history.last_scale_out, b.warmup_secs, now).map(|until| {
+                    let warming = history.added_within(now, b.warmup_secs);
+                    (
+                        "warmup",
+                        format!(
+                            "{warming} new units warming until {}: no scale-in",
+                            until.format("%H:%M:%S")
+                        ),
+                    )
+                })
+            };
+            if let Some((rule, detail)) = hold {
+                steps.push(StepLine {
+                    rule,
+                    from: desired,
+                    to: current,
+                    detail,
+                });
+                desired = current;
+            }
+        } else if desired > current {
+            if let Some(until) = until(history.last_scale_out, b.scale_out_cooldown_secs, now) {
+                steps.push(StepLine {
+                    rule: "cooldown",
+                    from: desired,
+                    to: current,
+                    detail: format!("scale-out cooldown until {}", until.format("%H:%M:%S")),
+                });
+                desired = current;
+            }
+        }
+        if desired > current {
+            let limit = scale_up_limit(now, current, history, &b.scale_up);
+            if desired > limit {
+                steps.push(StepLine {
+                    rule: "rate_limit",
+                    from: desired,
+                    to: limit,
+                    detail: format!(
+                        "scale-up rate limit: at most {limit} now ({})",
+                        describe_rules(&b.scale_up)
+                    ),
+                });
+                desired = limit;
+            }
+        } else if desired < current {
+            let limit = scale_down_limit(now, current, history, &b.scale_down);
+            if desired < limit {
+                steps.push(StepLine {
+                    rule: "rate_limit",
+                    from: desired,
+                    to: limit,
+                    detail: format!(
+                        "scale-down rate limit: at least {limit} now ({})",
+                        describe_rules(&b.scale_down)
+                    ),
+                });
+                desired = limit;
+            }
+        }
+        let clamped = desired.clamp(lower, upper);
+        if clamped != desired {
+            let which = if clamped > desired {
+                format!("min {lower}")
+            } else {
+                format!("max {upper}")
+            };
+            steps.push(StepLine {
+                rule: "bounds",
+                from: desired,
+                to: clamped,
+                detail: format!("clamped to {which}"),
+            });
+            desired = clamped;
+        }
+    }
+
+    let action = match desired.cmp(&current) {
+        std::cmp::Ordering::Greater => Action::ScaleOut,
+        std::cmp::Ordering::Less => Action::ScaleIn,
+        std::cmp::Ordering::Equal => Action::None,
+    };
+    ex.steps = steps;
+    let mut d = Decision {
+        at: now,
+        target: target.name.clone(),
+        current,
+        desired,
+        action,
+        reason: String::new(),
+        explanation: ex,
+        update: upd,
+    };
+    d.summarize();
+    d
+}
+
+/// `Some(end)` while `since + secs` is still ahead of `now`.
+fn until(since: Option<DateTime<Utc>>, secs: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let end = since? + Duration::seconds(secs as i64);
+    (secs > 0 && end > now).then_some(end)
+}
+
+fn describe_rules(r: &crate::config::Rules) -> String {
+    use crate::config::{RateKind, Select};
+    if r.select == Select::Disabled {
+        return "disabled".into();
+    }
+    let ps: Vec<String> = r
+        .policies
+        .iter()
+        .map(|p| match p.kind {
+            RateKind::Pods => format!("{} units per {}", p.value, format_secs(p.period_secs)),
+            RateKind::Percent => format!("{}% per {}", p.value, format_secs(p.period_secs)),
+        })
+        .collect();
+    let sel = if r.select == Select::Min {
+        "min"
+    } else {
+        "max"
+    };
+    if ps.len() > 1 {
+        format!("{}, select {sel}", ps.join(" or "))
+    } else {
+        ps.join("")
+    }
+}
+
+/// A metric's usable value, or why there is none.
+fn read_metric(m: &Metric, sample: Option<&Option<Sample>>) -> Result<f64, String> {
+    let v = match (sample, &m.source) {
+        (None, _) | (Some(None), _) => return Err("missing".into()),
+        (Some(Some(Sample::Value(v))), _) => *v,
+        (
+            Some(Some(Sample::Queue {
+                visible,
+                in_flight,
+                delayed,
+            })),
+            MetricSource::Sqs {
+                include_in_flight,
+                include_delayed,
+                ..
+            },
+        ) => {
+            // KEDA: visible + in-flight (scaleOnInFlight) + delayed (scaleOnDelayed).
+            let parts = [
+                (*visible, true),
+                (*in_flight, *include_in_flight),
+                (*delayed, *include_delayed),
+            ];
+            if parts.iter().any(|(p, _)| !p.is_finite() || *p < 0.0) {
+                return Err("queue counters not usable".into());
+            }
+            parts.iter().filter(|(_, on)| *on).map(|(p, _)| p).sum()
+        }
+        (Some(Some(Sample::Queue { .. })), _) => {
+            return Err("queue counters given for a non-SQS metric".into())
+        }
+    };
+    if v.is_nan() {
+        Err("NaN".into())
+    } else if v.is_infinite() {
+        Err("infinite".into())
+    } else if v < 0.0 {
+        Err(format!("negative ({})", num(v)))
+    } else {
+        Ok(v)
+    }
+}
+
+/// `ceil` that forgives floating-point noise such as 3.0000000000000004.
+fn ceil_u32(x: f64) -> u32 {
+    let c = (x - 1e-9).ceil();
+    if c <= 0.0 {
+        0
+    } else if c >= u32::MAX as f64 {
+        u32::MAX
+    } else {
+        c as u32
+    }
+}
+
+/// Target tracking with HPA arithmetic.
+fn track(
+    tt: TrackingTarget,
+    value: f64,
+    current: u32,
+    ready: u32,
+    tol_up: f64,
+    tol_down: f64,
+    metric: &str,
+) -> (Option<u32>, String) {
+    let within = |ratio: f64| (1.0 - tol_down) <= ratio && ratio <= (1.0 + tol_up);
+    match tt {
+        TrackingTarget::Average(target) => {
+            if current == 0 {
+                return (
+                    None,
+                    format!("{metric} {} per unit, but no unit runs", num(value)),
+                );
+            }
+            let ratio = value / target;
+            if within(ratio) {
+                return (
+                    Some(current),
+                    format!(
+                        "{metric} {} vs target {} within tolerance: keep {current}",
+                        num(value),
+                        num(target)
+                    ),
+                );
+            }
+            // HPA multiplies by the units that report (ready), not the desired count.
+            let base = if ready == 0 { current } else { ready };
+            let p = ceil_u32(ratio * base as f64);
+            (
+                Some(p),
+                format!(
+                    "{metric} {} vs target {} on {base} units: ceil({base} x {:.3}) = {p}",
+                    num(value),
+                    num(target),
+                    ratio
+                ),
+            )
+        }
+        TrackingTarget::PerUnit(per_unit) => {
+            let p = ceil_u32(value / per_unit);
+            if current > 0 && within(value / (per_unit * current as f64)) {
+                return (
+                    Some(current),
+                    format!(
+                        "{metric} {} at {} per unit within tolerance: keep {current}",
+                        num(value),
+                        num(per_unit)
+                    ),
+                );
+            }
+            (
+                Some(p),
+                format!(
+                    "{metric} {} at {} per unit: ceil({} / {}) = {p}",
+                    num(value),
+                    num(per_unit),
+                    num(value),
+                    num(per_unit)
+                ),
+            )
+        }
+    }
+}
+
+/// A step policy with AWS semantics. Returns the proposal, its detail, and the breach start
+/// to remember (`None` clears it).
+fn step(
+    s: &StepPolicy,
+    name: &str,
+    value: f64,
+    current: u32,
+    now: DateTime<Utc>,
+    h: &History,
+) -> (Option<u32>, String, Option<DateTime<Utc>>) {
+    let sym = s.comparison.symbol();
+    if !s.comparison.breached(value, s.threshold) {
+        return (
+            None,
+            format!("{} not {sym} {}: no alarm", num(value), num(s.threshold)),
+            None,
+        );
+    }
+    let since = h.breach_since.get(name).copied().unwrap_or(now);
+    let lasted = (now - since).num_seconds().max(0) as u64;
+    if lasted < s.breach_for_secs {
+        let detail = format!(
+            "{} {sym} {} for {} of {}: waiting",
+            num(value),
+            num(s.threshold),
+            format_secs(lasted),
+            format_secs(s.breach_for_secs)
+        );
+        return (None, detail, Some(since));
+    }
+    let d = value - s.threshold;
+    // Above the threshold a step is [lower, upper); below it, (lower, upper].
+    let upper_side = s.comparison.is_upper();
+    let hit = s.steps.iter().find(|st| {
+        let lo = st.lower.unwrap_or(f64::NEG_INFINITY);
+        let hi = st.upper.unwrap_or(f64::INFINITY);
+        if upper_side {
+            lo <= d && d < hi
+        } else {
+            lo < d && d <= hi
+        }
+    });
+    let Some(st) = hit else {
+        return (
+            None,
+            format!(
+                "{} {sym} {} but no step covers {}",
+                num(value),
+                num(s.threshold),
+                num(d)
+            ),
+            Some(since),
+        );
+    };
+    let cur = current as i64;
+    let (new, how) = match s.adjustment {
+        AdjustmentType::ChangeInCapacity => {
+            (cur + st.adjustment, format!("{:+} units", st.adjustment))
+        }
+        AdjustmentType::ExactCapacity => (st.adjustment, format!("exactly {}", st.adjustment)),
+        AdjustmentType::PercentChangeInCapacity => {
+            let delta = cur as f64 * st.adjustment as f64 / 100.0;
+            let mut change = if delta == 0.0 {
+                0
+            } else if delta.fract() == 0.0 {
+                delta as i64
+            } else {
+                // AWS: fractions round toward zero, but never below one unit.
+                delta.signum() as i64 * (delta.abs().floor() as i64).max(1)
+            };
+            if let Some(mag) = s.min_adjustment_magnitude {
+                if change != 0 && change.unsigned_abs() < mag as u64 {
+                    change = change.signum() * mag as i64;
+                }
+            }
+            (
+                cur + change,
+                format!("{:+}% = {change:+} units", st.adjustment),
+            )
+        }
+    };
+    let new = new.clamp(0, u32::MAX as i64) as u32;
+    (
+        Some(new),
+        format!(
+            "{} {sym} {}: step {how} -> {new}",
+            num(value),
+            num(s.threshold)
+        ),
+        Some(since),
+    )
+}
+
+/// The predictive policy: the forecast's capacity `schedule_ahead` early, as a floor, unless
+/// forecast-only or its live error is too high.
+fn predictive(
+    pp: &PredictivePolicy,
+    name: &str,
+    obs: &Observation,
+    actual: Option<f64>,
+    h: &History,
+    max: u32,
+) -> (ForecastLine, Option<u32>, Option<ForecastCheck>) {
+    let now = obs.at;
+    let mode = match pp.mode {
+        PredictiveMode::ForecastOnly => "forecast_only",
+        PredictiveMode::ForecastAndScale => "forecast_and_scale",
+    };
+    let mut line = ForecastLine {
+        policy: name.into(),
+        mode: mode.into(),
+        predicted_load: None,
+        capacity: None,
+        error: None,
+        applied: false,
+        note: String::new(),
+    };
+    let Some(fc) = &obs.forecast else {
+        line.note = "no forecast yet".into();
+        return (line, None, None);
+    };
+    // Live accuracy: one check per FORECAST_CHECK_EVERY_SECS.
+    let check = match (fc.value_at(now), actual) {
+        (Some(f), Some(a))
+            if h.forecast_checks
+                .last()
+                .is_none_or(|c| (now - c.at).num_seconds() >= FORECAST_CHECK_EVERY_SECS) =>
+        {
+            Some(ForecastCheck {
+                at: now,
+                forecast: f,
+                actual: a,
+            })
+        }
+        _ => None,
+    };
+    let checks: Vec<&ForecastCheck> = h.forecast_checks.iter().chain(check.as_ref()).collect();
+    if checks.len() >= MIN_FORECAST_CHECKS {
+        let err: f64 = checks.iter().map(|c| (c.forecast - c.actual).abs()).sum();
+        let tot: f64 = checks.iter().map(|c| c.actual.abs()).sum();
+        line.error = Some(if tot > 0.0 {
+            err / tot
+        } else if err > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        });
+    }
+    let ahead = now + Duration::seconds(pp.schedule_ahead_secs as i64);
+    let Some(load) = fc.max_between(now, ahead) else {
+        line.note = "the forecast does not cover now".into();
+        return (line, None, check);
+    };
+    let cap = ceil_u32(load / pp.per_unit);
+    line.predicted_load = Some(load);
+    line.capacity = Some(cap);
+    let desc = format!(
+        "forecast peak {} within {} needs {cap}",
+        num(load),
+        format_secs(pp.schedule_ahead_secs)
+    );
+    if let Some(e) = line.error.filter(|e| *e > pp.max_error) {
+        line.note = format!(
+            "{desc}; standing down: live error {:.0}% above {:.0}%",
+            e * 100.0,
+            pp.max_error * 100.0
+        );
+        return (line, None, check);
+    }
+    if pp.mode == PredictiveMode::ForecastOnly {
+        line.note = format!("{desc} (forecast only)");
+        return (line, None, check);
+    }
+    line.applied = true;
+    let shown = if pp.breach == MaxCapacityBreach::Honor && cap > max {
+        format!(", held to max {max}")
+    } else {
+        String::new()
+    };
+    line.note = format!("{desc}: floor{shown}");
+    (line, Some(cap), check)
+}
+
+/// Effective bounds at `now`: min and max from the target, replaced by active schedules
+/// (the largest active min and the largest active max win, so overlapping sale windows add
+/// up to the most generous one), plus the largest active floor.
+struct Bounds {
+    min: u32,
+    max: u32,
+    floor: Option<u32>,
+    sources: Vec<String>,
+}
+
+fn schedule_bounds(target: &Target, now: DateTime<Utc>) -> Bounds {
+    let active: Vec<&Schedule> = target
+        .schedules
+        .iter()
+        .filter(|s| schedule_active(s, now))
+        .collect();
+    let mut b = Bounds {
+        min: target.min,
+        max: target.max,
+        floor: None,
+        sources: Vec::new(),
+    };
+    let mins: Vec<u32> = active.iter().filter_map(|s| s.min).collect();
+    let maxes: Vec<u32> = active.iter().filter_map(|s| s.max).collect();
+    if let Some(m) = mins.iter().max() {
+        b.min = *m;
+    }
+    if let Some(m) = maxes.iter().max() {
+        b.max = *m;
+    }
+    b.floor = active.iter().filter_map(|s| s.floor).max();
+    for s in &active {
+        let mut what = Vec::new();
+        if let Some(v) = s.min {
+            what.push(format!("min {v}"));
+        }
+        if let Some(v) = s.max {
+            what.push(format!("max {v}"));
+        }
+        if let Some(v) = s.floor {
+            what.push(format!("floor {v}"));
+        }
+        b.sources.push(format!("{} ({})", what.join(", "), s.name));
+    }
+    if b.min > b.max {
+        // Windows that set only min may meet a window that lowered max: min wins, so a sale
+        // window's floor is never capped by another window.
+        b.sources.push(format!("max raised to min {}", b.min));
+        b.max = b.min;
+    }
+    b
+}
+
+/// Whether a schedule's window contains `now`.
+pub fn schedule_active(s: &Schedule, now: DateTime<Utc>) -> bool {
+    match &s.when {
+        ScheduleWhen::Once { start, end } => *start <= now && now < *end,
+        ScheduleWhen::Cron {
+            timezone,
+            duration_secs,
+            cron,
+            ..
+        } => {
+            let local = now.with_timezone(timezone);
+            // The latest start at or before now; the window is open for `duration` after it.
+            match cron.find_previous_occurrence(&local, true) {
+                Ok(start) => {
+                    now < start.with_timezone(&Utc) + Duration::seconds(*duration_secs as i64)
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
