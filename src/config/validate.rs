@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -416,7 +416,10 @@ fn validate_target(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path) -> Option<Ta
     }
 
     let metrics = metrics(ctx, raw, path, resource.as_ref());
-    let policies = policies(ctx, raw, path, &metrics);
+    // Metrics declared but invalid were reported already; policies naming them are checked
+    // for everything else.
+    let declared: BTreeSet<String> = raw.metric.iter().filter_map(|m| m.name.clone()).collect();
+    let policies = policies(ctx, raw, path, &metrics, &declared);
     let schedules = schedules(ctx, raw, path, max);
     let behavior = behavior(ctx, raw.behavior.as_ref(), &path.at("behavior"));
 
@@ -983,7 +986,13 @@ fn reaches(metrics: &[Metric], from: &str, goal: &str, seen: &mut BTreeSet<Strin
     false
 }
 
-fn policies(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, metrics: &[Metric]) -> Vec<Policy> {
+fn policies(
+    ctx: &mut Ctx<'_>,
+    raw: &RawTarget,
+    path: &Path,
+    metrics: &[Metric],
+    declared: &BTreeSet<String>,
+) -> Vec<Policy> {
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
     let mut predictive = 0;
@@ -1006,10 +1015,11 @@ fn policies(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, metrics: &[Metric])
             );
             continue;
         };
-        let Some(metric) = metrics.iter().find(|m| &m.name == metric_name) else {
+        let metric = metrics.iter().find(|m| &m.name == metric_name);
+        if metric.is_none() && !declared.contains(metric_name) {
             let hint = match closest(metric_name, metrics.iter().map(|m| m.name.as_str())) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None if metrics.is_empty() => "this target defines no [[target.metric]]".into(),
+                None if metrics.is_empty() => "this target has no valid [[target.metric]]".into(),
                 None => format!(
                     "metrics of this target: {}",
                     metrics
@@ -1024,8 +1034,7 @@ fn policies(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, metrics: &[Metric])
                 format!("unknown metric `{metric_name}`"),
                 Some(hint),
             );
-            continue;
-        };
+        }
         let name = p
             .name
             .clone()
@@ -1093,7 +1102,7 @@ fn policies(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, metrics: &[Metric])
                 );
             }
         }
-        let is_sqs = matches!(metric.source, MetricSource::Sqs { .. });
+        let is_sqs = metric.is_some_and(|m| matches!(m.source, MetricSource::Sqs { .. }));
         let kind = match kind {
             "target_tracking" => {
                 let target = match (p.target_value, p.target_per_unit) {
@@ -1173,11 +1182,13 @@ fn policies(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, metrics: &[Metric])
                 }
             }
         };
-        out.push(Policy {
-            name,
-            metric: metric_name.clone(),
-            kind,
-        });
+        if metric.is_some() {
+            out.push(Policy {
+                name,
+                metric: metric_name.clone(),
+                kind,
+            });
+        }
     }
     out
 }
@@ -1333,8 +1344,11 @@ fn step_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<StepPolicy
             ctx.err(
                 &sp.at(w[1]).at("lower"),
                 format!(
-                    "steps {} and {} do not meet: {:?} vs {:?}",
-                    w[0], w[1], a.upper, b.lower
+                    "step {} ends at {} but step {} starts at {}",
+                    w[0],
+                    a.upper.map_or("+infinity".to_string(), |x| x.to_string()),
+                    w[1],
+                    b.lower.map_or("-infinity".to_string(), |x| x.to_string())
                 ),
                 Some(hint.into()),
             );
@@ -1649,10 +1663,23 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
     if fields != 5 && !expr.trim_start().starts_with('@') {
         return Err(format!("it has {fields} fields, expected 5"));
     }
-    croner::parser::CronParser::builder()
+    let cron = croner::parser::CronParser::builder()
         .build()
         .parse(expr)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // An expression such as "0 9 30 2 *" parses but never fires. Every real schedule fires
+    // within eight years (leap days included) of any date; the reference date is fixed so
+    // validation stays pure.
+    let reference = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    let fires = reference
+        .and_then(|r| cron.find_next_occurrence(&r, true).ok())
+        .is_some_and(|t| t.year() <= 2032);
+    if !fires {
+        return Err("it never fires (no such date)".into());
+    }
+    Ok(cron)
 }
 
 fn rules(ctx: &mut Ctx<'_>, raw: Option<&RawRules>, path: &Path, default: Rules) -> Rules {

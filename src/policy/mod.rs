@@ -205,7 +205,11 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
 
     // Scale to zero (KEDA): with min 0, hold at least 1 until idle long enough.
     let mut to_zero = false;
-    if lower == 0 {
+    let mut stay_zero = false;
+    if lower == 0 && current == 0 && !upd.active {
+        // KEDA activation: below every activation value, zero stays zero.
+        stay_zero = true;
+    } else if lower == 0 {
         let idle_since = history.last_active.or(history.first_seen).unwrap_or(now);
         let idle_for = (now - idle_since).num_seconds().max(0) as u64;
         if upd.active {
@@ -244,6 +248,16 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
             to: current,
             detail: format!("paused: would go to {}", raw.clamp(lower, upper)),
         });
+    } else if stay_zero {
+        desired = 0;
+        if raw > 0 {
+            steps.push(StepLine {
+                rule: "activation",
+                from: raw,
+                to: 0,
+                detail: "inactive (no metric above its activation value): stay at zero".into(),
+            });
+        }
     } else if to_zero {
         desired = 0;
         steps.push(StepLine {

@@ -1,0 +1,99 @@
+//! The corpus of broken configs: each file under tests/configs/invalid/ must fail
+//! `capstan validate` with exit code 2 and print exactly the errors in its `.expected`
+//! file (every error, with file:line:column, key and hint). Shipped configs must pass.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn capstan() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn check_invalid(input: &Path, expected: &Path) {
+    let rel = input.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let out = capstan().arg("validate").arg(rel).output().unwrap();
+    let want = std::fs::read_to_string(expected).unwrap();
+    let got = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}: exit code", rel.display());
+    assert_eq!(got, want, "{}: errors differ", rel.display());
+    assert!(
+        out.stdout.is_empty(),
+        "{}: nothing on stdout",
+        rel.display()
+    );
+}
+
+#[test]
+fn every_broken_config_yields_its_exact_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "the corpus is there");
+    for f in files {
+        check_invalid(&f, &f.with_extension("expected"));
+    }
+}
+
+#[test]
+fn a_directory_with_two_global_tables_is_refused() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    check_invalid(&base.join("twoglobals"), &base.join("twoglobals.expected"));
+}
+
+#[test]
+fn every_error_names_file_line_and_column() {
+    let out = capstan()
+        .args(["validate", "tests/configs/invalid"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert!(errors.len() > 30, "{}", errors.len());
+    for e in errors {
+        let loc = e.trim_start_matches("error: ").split(": ").next().unwrap();
+        let parts: Vec<&str> = loc.rsplitn(3, ':').collect();
+        assert!(
+            parts.len() == 3 && parts[0].parse::<u32>().is_ok() && parts[1].parse::<u32>().is_ok(),
+            "no file:line:col in {e}"
+        );
+    }
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for p in ["config/example.toml", "config/examples", "config/demo.toml"] {
+        if !Path::new(env!("CARGO_MANIFEST_DIR")).join(p).exists() {
+            continue;
+        }
+        let out = capstan().args(["validate", p]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+    }
+}
+
+#[test]
+fn schema_is_json_and_describes_targets() {
+    let out = capstan().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = v.to_string();
+    for key in [
+        "target",
+        "global",
+        "stabilization_window",
+        "target_per_unit",
+        "include_in_flight",
+    ] {
+        assert!(text.contains(key), "schema lacks {key}");
+    }
+}
