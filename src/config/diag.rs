@@ -243,7 +243,7 @@ pub fn remove_at(v: &mut DeValue<'_>, offset: usize) -> Option<Path> {
                 .iter_mut()
                 .find(|(key, _)| key.get_ref() == k)
                 .map(|(_, c)| c.get_mut())?,
-            (Seg::Index(i), DeValue::Array(a)) => a.iter_mut().nth(*i).map(|c| c.get_mut())?,
+            (Seg::Index(i), DeValue::Array(a)) => a.get_mut(*i).map(|c| c.get_mut())?,
             _ => return None,
         };
     }

@@ -1,0 +1,20 @@
+# Multi-stage build of the capstan binary; the runtime image has no toolchain and runs as a
+# non-root user. The daemon command and its /healthz check arrive with the daemon itself;
+# for now the image runs `capstan validate` on the mounted config.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY config ./config
+RUN cargo build --release --locked --bin capstan
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home capstan
+COPY --from=build /src/target/release/capstan /usr/local/bin/capstan
+COPY config /etc/capstan
+USER 10001
+ENTRYPOINT ["/usr/local/bin/capstan"]
+CMD ["validate", "/etc/capstan/example.toml"]
