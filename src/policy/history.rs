@@ -63,7 +63,14 @@ impl History {
     pub fn record(&mut self, target: &Target, d: &Decision, acted: bool) {
         let now = d.at;
         let u = &d.update;
-        self.first_seen.get_or_insert(now);
+        if self.first_seen.is_none() {
+            // HPA seeds a new target's window with its current capacity (see `decide`).
+            self.first_seen = Some(now);
+            self.recommendations.push(Recommendation {
+                at: now,
+                capacity: d.current,
+            });
+        }
         // HPA keeps the unstabilized recommendation.
         self.recommendations.push(Recommendation {
             at: now,

@@ -864,6 +864,18 @@ fn first_sight_holds_scale_down_like_hpa() {
         &History::default(),
     );
     assert_eq!(d.desired, 10, "{}", d.reason);
+    // The seed stays in the window: the next ticks are held too, until it leaves.
+    let mut h = History::default();
+    let mut cur = 10;
+    let mut got = Vec::new();
+    for i in 0..22 {
+        let d = decide(&t, &Observation::new(at(i * 15), cur).with("cpu", 7.0), &h);
+        h.record(&t, &d, true);
+        cur = d.desired;
+        got.push(cur);
+    }
+    assert!(got[..20].iter().all(|&c| c == 10), "{got:?}");
+    assert_eq!(got[20], 1, "{got:?}");
     // Scale-up is not held.
     let d = decide(
         &t,
