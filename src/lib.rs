@@ -6,10 +6,15 @@
 //!   explanation out; no I/O, no clock.
 //! - [`cli`]: the `capstan` subcommands (`validate`, `schema`, `decide`), called by the thin
 //!   binary in `main.rs`.
-//! - [`aws`]: the shared AWS SDK configuration (credentials chain, region, endpoint
-//!   override, the rustls/ring HTTP client).
+//! - [`sources`], [`actuators`]: metric sources (CloudWatch, SQS) and capacity actuators
+//!   (ECS, EC2 Auto Scaling, Aurora, ALB) behind two small traits.
+//! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
+//!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
+//!   errors.
 
+pub mod actuators;
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod sources;

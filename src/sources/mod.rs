@@ -1,0 +1,75 @@
+//! Metric sources: CloudWatch (batched `GetMetricData`, metric math) and SQS queue depth,
+//! behind one small trait. Each returns capstan's own [`Reading`]s, never SDK types; the
+//! parsing of every response is a small pure function with its own tests.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Metric, Target};
+use crate::policy::Sample;
+
+/// One metric of one target to read this tick.
+#[derive(Clone, Debug)]
+pub struct MetricRequest<'a> {
+    pub target: &'a Target,
+    pub metric: &'a Metric,
+}
+
+impl<'a> MetricRequest<'a> {
+    /// Every metric of the given targets.
+    pub fn all(targets: &[&'a Target]) -> Vec<MetricRequest<'a>> {
+        targets
+            .iter()
+            .flat_map(|t| {
+                t.metrics.iter().map(move |m| MetricRequest {
+                    target: t,
+                    metric: m,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The value read for one request, or why there is none.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reading {
+    pub target: String,
+    pub metric: String,
+    /// `None` when missing; `problem` says why.
+    pub sample: Option<Sample>,
+    /// Start of the datapoint's period (CloudWatch) or the read time (SQS).
+    pub at: Option<DateTime<Utc>>,
+    pub problem: Option<String>,
+}
+
+impl Reading {
+    pub fn ok(req: &MetricRequest<'_>, sample: Sample, at: DateTime<Utc>) -> Self {
+        Reading {
+            target: req.target.name.clone(),
+            metric: req.metric.name.clone(),
+            sample: Some(sample),
+            at: Some(at),
+            problem: None,
+        }
+    }
+    pub fn missing(req: &MetricRequest<'_>, problem: impl Into<String>) -> Self {
+        Reading {
+            target: req.target.name.clone(),
+            metric: req.metric.name.clone(),
+            sample: None,
+            at: None,
+            problem: Some(problem.into()),
+        }
+    }
+}
+
+/// Reads metrics. A source answers only the requests it serves and leaves the rest out.
+pub trait Source: Send + Sync {
+    fn read(
+        &self,
+        requests: &[MetricRequest<'_>],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Vec<Reading>> + Send;
+}
