@@ -2,6 +2,9 @@
 //! behind one small trait. Each returns capstan's own [`Reading`]s, never SDK types; the
 //! parsing of every response is a small pure function with its own tests.
 
+pub mod cloudwatch;
+pub mod sqs;
+
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -72,4 +75,31 @@ pub trait Source: Send + Sync {
         requests: &[MetricRequest<'_>],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Vec<Reading>> + Send;
+}
+
+/// CloudWatch and SQS together: each request goes to the source that serves it.
+#[derive(Clone, Debug)]
+pub struct AwsSources {
+    pub cloudwatch: cloudwatch::CloudWatchSource,
+    pub sqs: sqs::SqsSource,
+}
+
+impl AwsSources {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        AwsSources {
+            cloudwatch: cloudwatch::CloudWatchSource::new(sdk),
+            sqs: sqs::SqsSource::new(sdk),
+        }
+    }
+}
+
+impl Source for AwsSources {
+    async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
+        let (mut a, b) = tokio::join!(
+            self.cloudwatch.read(requests, now),
+            self.sqs.read(requests, now)
+        );
+        a.extend(b);
+        a
+    }
 }
