@@ -6,9 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
-use aws_sdk_cloudwatch::types::{
-    Dimension, Metric as CwMetric, MetricDataQuery, MetricStat, StatusCode,
-};
+use aws_sdk_cloudwatch::types::{Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{MetricRequest, Reading, Source};
@@ -16,6 +14,12 @@ use crate::aws::AwsError;
 use crate::config::validate::expression_inputs;
 use crate::config::{MetricSource, Target};
 use crate::policy::Sample;
+
+/// Datapoints of one query: (period start, value).
+pub type Points = Vec<(DateTime<Utc>, f64)>;
+
+/// A call's time window and period.
+type WindowKey = (DateTime<Utc>, DateTime<Utc>, u64);
 
 /// CloudWatch's limit of queries per `GetMetricData` call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -210,8 +214,7 @@ pub fn plan(
     requests: &[MetricRequest<'_>],
     now: DateTime<Utc>,
 ) -> (Vec<PlannedCall>, Vec<(usize, String)>) {
-    let mut groups: BTreeMap<(DateTime<Utc>, DateTime<Utc>, u64), Vec<Vec<PlannedQuery>>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<WindowKey, Vec<Vec<PlannedQuery>>> = BTreeMap::new();
     let mut unplannable = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         let Some((period, stale)) = timing(&r.metric.source) else {
@@ -337,12 +340,9 @@ impl CloudWatchSource {
     }
 
     /// Runs one planned call (all pages) and returns the points per query id.
-    async fn run(
-        &self,
-        call: &PlannedCall,
-    ) -> Result<HashMap<String, (Vec<(DateTime<Utc>, f64)>, bool)>, AwsError> {
+    async fn run(&self, call: &PlannedCall) -> Result<HashMap<String, Points>, AwsError> {
         let queries: Vec<MetricDataQuery> = call.queries.iter().map(to_sdk_query).collect();
-        let mut out: HashMap<String, (Vec<(DateTime<Utc>, f64)>, bool)> = HashMap::new();
+        let mut out: HashMap<String, Points> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
             let resp = self
@@ -368,10 +368,9 @@ impl CloudWatchSource {
                 let entry = out.entry(id.to_string()).or_default();
                 for (t, v) in r.timestamps().iter().zip(r.values()) {
                     if let Some(t) = Utc.timestamp_opt(t.secs(), 0).single() {
-                        entry.0.push((t, *v));
+                        entry.push((t, *v));
                     }
                 }
-                entry.1 |= matches!(r.status_code(), Some(StatusCode::PartialData));
             }
             token = resp.next_token().map(str::to_string);
             if token.is_none() {
@@ -414,12 +413,7 @@ impl CloudWatchSource {
             .find(|q| q.answers.is_some())
             .map(|q| q.id.clone())
             .unwrap_or_default();
-        let mut points = self
-            .run(&call)
-            .await?
-            .remove(&answer)
-            .map(|p| p.0)
-            .unwrap_or_default();
+        let mut points = self.run(&call).await?.remove(&answer).unwrap_or_default();
         points.sort_by_key(|p| p.0);
         points.dedup_by_key(|p| p.0);
         Ok(points)
@@ -482,7 +476,7 @@ impl Source for CloudWatchSource {
                         None => {
                             Reading::missing(req, "CloudWatch returned no result for the query")
                         }
-                        Some((pts, _partial)) => match newest_fresh(pts, period, stale, now) {
+                        Some(pts) => match newest_fresh(pts, period, stale, now) {
                             Ok((t, v)) => Reading::ok(req, Sample::Value(v), t),
                             Err(why) => Reading::missing(req, why),
                         },
