@@ -8,6 +8,8 @@
 //!   binary in `main.rs`.
 //! - [`sources`], [`actuators`]: metric sources (CloudWatch, SQS) and capacity actuators
 //!   (ECS, EC2 Auto Scaling, Aurora, ALB) behind two small traits.
+//! - [`controller`]: the control loop (observe, decide, act, record), the history store
+//!   and the leader lease; [`fake`]: an in-memory AWS stand-in for tests and benchmarks.
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
 //!   errors.
@@ -16,5 +18,8 @@ pub mod actuators;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod controller;
+pub mod fake;
 pub mod policy;
 pub mod sources;
+pub mod util;

@@ -462,7 +462,7 @@ impl Source for CloudWatchSource {
             .map(|(i, why)| Reading::missing(&requests[*i], why.clone()))
             .collect();
         // The calls of a tick go out together.
-        let results = futures_join_all(calls.iter().map(|c| self.run(c))).await;
+        let results = crate::util::join_all(calls.iter().map(|c| self.run(c))).await;
         for (call, result) in calls.iter().zip(results) {
             for q in call.queries.iter().filter(|q| q.answers.is_some()) {
                 let i = q.answers.unwrap_or_default();
@@ -487,34 +487,6 @@ impl Source for CloudWatchSource {
         }
         readings
     }
-}
-
-/// Awaits futures concurrently without an extra crate.
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }
 
 #[cfg(test)]
