@@ -10,6 +10,8 @@
 //!   (ECS, EC2 Auto Scaling, Aurora, ALB) behind two small traits.
 //! - [`controller`]: the control loop (observe, decide, act, record), the history store
 //!   and the leader lease; [`fake`]: an in-memory AWS stand-in for tests and benchmarks.
+//! - [`forecast`]: the load forecaster of predictive policies (pure; daily and weekly
+//!   seasonality, trend, robust to outages and spikes).
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
 //!   errors.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod fake;
+pub mod forecast;
 pub mod policy;
 pub mod sources;
 pub mod util;
