@@ -13,7 +13,7 @@ use crate::actuators::{Actuator, Applied, CapacityState, Conflict};
 use crate::aws::{AwsError, ErrorClass};
 use crate::config::Target;
 use crate::policy::Sample;
-use crate::sources::{MetricRequest, Reading, Source};
+use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
 
 /// Calls made to the fake, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub struct Calls {
     pub observed_targets: u64,
     pub read_calls: u64,
     pub read_requests: u64,
+    pub history_calls: u64,
     /// Mutating calls: (target, capacity set).
     pub sets: Vec<(String, u32)>,
     pub take_overs: Vec<String>,
@@ -38,6 +39,7 @@ struct State {
     fail_set: HashSet<String>,
     fail_reads: HashSet<String>,
     conflicts: HashMap<String, Vec<Conflict>>,
+    history: HashMap<(String, String), Vec<(DateTime<Utc>, f64)>>,
     calls: Calls,
 }
 
@@ -112,6 +114,10 @@ impl FakeCloud {
                     what: what.into(),
                 })
         });
+    }
+    /// The history the forecaster will read for a metric.
+    pub fn set_history(&self, target: &str, metric: &str, points: Vec<(DateTime<Utc>, f64)>) {
+        self.with(|s| s.history.insert((target.into(), metric.into()), points));
     }
     pub fn calls(&self) -> Calls {
         self.with(|s| s.calls.clone())
@@ -225,5 +231,29 @@ impl Source for FakeCloud {
                 })
                 .collect()
         })
+    }
+}
+
+impl HistoryReader for FakeCloud {
+    async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        _period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
+        self.delay().await;
+        Ok(self.with(|s| {
+            s.calls.history_calls += 1;
+            let all = s
+                .history
+                .get(&(target.name.clone(), metric.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            all.into_iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .collect()
+        }))
     }
 }

@@ -275,3 +275,78 @@ async fn reload_keeps_histories_of_remaining_targets() {
     let r = c.tick(t0() + Duration::seconds(15)).await;
     assert_eq!(r.results.len(), 1);
 }
+
+#[tokio::test]
+async fn predictive_targets_get_forecasts_from_history_and_scale_ahead() {
+    let text = r#"
+[[target]]
+name = "shop"
+kind = "ecs_service"
+cluster = "shop"
+service = "shop"
+min = 1
+max = 50
+[[target.metric]]
+name = "rps"
+source = "cloudwatch"
+namespace = "Shop"
+metric_name = "Requests"
+[[target.policy]]
+type = "target_tracking"
+metric = "rps"
+target_per_unit = 100
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 100
+mode = "forecast_and_scale"
+schedule_ahead = "10m"
+"#;
+    let cfg = config::from_str("t.toml", text).unwrap();
+    let cloud = FakeCloud::new();
+    // 14 days of a daily cycle: 200 rps at night, 2000 rps from 12:00 to 14:00 UTC.
+    let now: DateTime<Utc> = "2026-11-27T11:52:00Z".parse().unwrap();
+    let day_start = now - Duration::days(14);
+    let points: Vec<(DateTime<Utc>, f64)> = (0..14 * 288)
+        .map(|i| {
+            let at = day_start + Duration::minutes(5 * i);
+            let h = (at.timestamp() % 86_400) / 3600;
+            (at, if (12..14).contains(&h) { 2000.0 } else { 200.0 })
+        })
+        .filter(|(at, _)| *at < now)
+        .collect();
+    cloud.set_history("shop", "rps", points);
+    cloud.set_capacity_now("shop", 2);
+    cloud.set_metric("shop", "rps", Some(200.0));
+    let mut c = Controller::new(
+        cfg,
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    // First tick: no forecast yet; it is fetched at the end of the tick.
+    c.tick(now).await;
+    assert_eq!(cloud.capacity("shop"), 2);
+    assert_eq!(cloud.calls().history_calls, 1);
+    assert!(
+        c.forecast_note("shop")
+            .unwrap()
+            .starts_with("seasonal-profile"),
+        "{:?}",
+        c.forecast_note("shop")
+    );
+    // 11:53: the 12:00 peak is within schedule_ahead (10 min): capacity goes up before the load.
+    c.tick(now + Duration::minutes(1)).await;
+    let cap = cloud.capacity("shop");
+    // The forecaster smooths the daily profile, so a step to 2000 rps shows as ~1700 at
+    // 12:00: well above the 2 units the night load needs.
+    assert!(
+        (15..=21).contains(&cap),
+        "capacity {cap} ahead of a 2000 rps peak at 100 per unit"
+    );
+    // Not refreshed again within the hour.
+    c.tick(now + Duration::minutes(2)).await;
+    assert_eq!(cloud.calls().history_calls, 1);
+}

@@ -18,9 +18,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::actuators::{Actuator, Applied, CapacityState};
 use crate::aws::AwsError;
+use crate::config::PolicyKind;
 use crate::config::{Config, Target};
+use crate::forecast;
 use crate::policy::{self, Decision, ForecastSeries, History, Observation};
-use crate::sources::{MetricRequest, Reading, Source};
+use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
 use crate::util::join_all;
 use lease::{Lease, LeaseState};
 use state::StateStore;
@@ -104,11 +106,14 @@ pub struct Controller<S, A, St, L> {
     histories: HashMap<String, History>,
     loaded: bool,
     forecasts: HashMap<String, ForecastSeries>,
+    /// When each predictive target's forecast is next refreshed, and what the last
+    /// refresh said (the model used, or why there is none).
+    forecast_due: HashMap<String, (DateTime<Utc>, String)>,
     log: VecDeque<Decision>,
     last_lease: Option<LeaseState>,
 }
 
-impl<S: Source, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
+impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
     pub fn new(
         config: Config,
         source: S,
@@ -128,6 +133,7 @@ impl<S: Source, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
             histories: HashMap::new(),
             loaded: false,
             forecasts: HashMap::new(),
+            forecast_due: HashMap::new(),
             log: VecDeque::new(),
             last_lease: None,
         }
@@ -157,6 +163,70 @@ impl<S: Source, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
     /// Supplies the forecast a target's predictive policy uses from now on.
     pub fn set_forecast(&mut self, target: &str, forecast: ForecastSeries) {
         self.forecasts.insert(target.to_string(), forecast);
+    }
+
+    /// What the last forecast refresh of a target said (model used, or why none).
+    pub fn forecast_note(&self, target: &str) -> Option<&str> {
+        self.forecast_due.get(target).map(|(_, note)| note.as_str())
+    }
+
+    /// Refreshes the forecasts that are due: 14 days of 5-minute history in, 48 hours out.
+    /// A failure is retried after at most 15 minutes; the old forecast stays until then.
+    pub async fn refresh_forecasts(&mut self, now: DateTime<Utc>) {
+        let due: Vec<(String, String, u64)> = self
+            .config
+            .targets
+            .iter()
+            .filter_map(|t| {
+                t.policies.iter().find_map(|p| match &p.kind {
+                    PolicyKind::Predictive(pp) => {
+                        Some((t.name.clone(), p.metric.clone(), pp.refresh_secs))
+                    }
+                    _ => None,
+                })
+            })
+            .filter(|(name, _, _)| self.forecast_due.get(name).is_none_or(|(at, _)| *at <= now))
+            .collect();
+        let cfg = forecast::ForecastConfig::default();
+        for (name, metric, refresh) in due {
+            let Some(t) = self.config.target(&name) else {
+                continue;
+            };
+            let from = now - chrono::Duration::seconds(cfg.max_history_secs);
+            let result = self
+                .source
+                .history(t, &metric, from, now, cfg.step_secs as u64)
+                .await;
+            let (next, note) = match result {
+                Ok(points) => {
+                    let pts: Vec<forecast::Point> = points
+                        .iter()
+                        .map(|(at, v)| forecast::Point {
+                            at: at.timestamp(),
+                            value: *v,
+                        })
+                        .collect();
+                    match forecast::forecast(&pts, now.timestamp(), &cfg) {
+                        Ok(f) => {
+                            let series = ForecastSeries {
+                                start: DateTime::from_timestamp(f.start, 0).unwrap_or(now),
+                                step_secs: f.step_secs as u64,
+                                values: f.values,
+                            };
+                            self.forecasts.insert(name.clone(), series);
+                            (refresh, f.model)
+                        }
+                        Err(e) => (refresh.min(900), e.to_string()),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target_name = %name, error = %e, "forecast history not read");
+                    (refresh.min(900), e.to_string())
+                }
+            };
+            self.forecast_due
+                .insert(name, (now + chrono::Duration::seconds(next as i64), note));
+        }
     }
 
     /// Swaps in a new, already validated config. Histories of targets that remain are kept.
@@ -342,6 +412,8 @@ impl<S: Source, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
         )
         .await;
         store_errors.extend(saves.into_iter().filter_map(Result::err));
+        // After acting, so a slow history read never delays a reaction.
+        self.refresh_forecasts(now).await;
 
         TickReport {
             at: now,
@@ -376,7 +448,7 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
 /// `reload` are swapped in between ticks. Late ticks are skipped, never queued. Each report
 /// is sent to `reports` when given (the HTTP endpoints read them). On shutdown the lease is
 /// released.
-pub async fn run<S: Source, A: Actuator, St: StateStore, L: Lease>(
+pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease>(
     mut controller: Controller<S, A, St, L>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,

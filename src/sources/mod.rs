@@ -77,6 +77,46 @@ pub trait Source: Send + Sync {
     ) -> impl Future<Output = Vec<Reading>> + Send;
 }
 
+/// Reads a metric's past, for the forecaster: `(period start, value)`, sorted.
+pub trait HistoryReader: Send + Sync {
+    fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> impl Future<Output = Result<Vec<(DateTime<Utc>, f64)>, crate::aws::AwsError>> + Send;
+}
+
+impl HistoryReader for cloudwatch::CloudWatchSource {
+    async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, crate::aws::AwsError> {
+        cloudwatch::CloudWatchSource::history(self, target, metric, from, to, period_secs).await
+    }
+}
+
+impl HistoryReader for AwsSources {
+    async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, crate::aws::AwsError> {
+        self.cloudwatch
+            .history(target, metric, from, to, period_secs)
+            .await
+    }
+}
+
 /// CloudWatch and SQS together: each request goes to the source that serves it.
 #[derive(Clone, Debug)]
 pub struct AwsSources {
