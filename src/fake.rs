@@ -39,7 +39,7 @@ struct State {
     fail_set: HashSet<String>,
     fail_reads: HashSet<String>,
     conflicts: HashMap<String, Vec<Conflict>>,
-    history: HashMap<(String, String), Vec<(DateTime<Utc>, f64)>>,
+    history: HashMap<(String, String), crate::sources::cloudwatch::Points>,
     calls: Calls,
 }
 
