@@ -170,6 +170,7 @@ fn decide(
     };
     let mut history = History::default();
     let mut last: Option<u32> = None;
+    let mut last_at: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut out = std::io::stdout().lock();
     for (i, line) in reader.lines().enumerate() {
         let line = match line {
@@ -198,6 +199,28 @@ fn decide(
             );
             return EXIT_INVALID;
         };
+        let too_big = [Some(current), parsed.ready]
+            .into_iter()
+            .flatten()
+            .find(|c| *c as i64 > config::validate::MAX_CAPACITY);
+        if let Some(c) = too_big {
+            eprintln!(
+                "error: {source}:{}: capacity {c} is larger than {}",
+                i + 1,
+                config::validate::MAX_CAPACITY
+            );
+            return EXIT_INVALID;
+        }
+        if let Some(prev) = last_at.filter(|prev| parsed.at < *prev) {
+            eprintln!(
+                "error: {source}:{}: time {} is before the previous line's {prev}",
+                i + 1,
+                parsed.at.to_rfc3339()
+            );
+            eprintln!("  hint: observations must come in time order");
+            return EXIT_INVALID;
+        }
+        last_at = Some(parsed.at);
         let obs = Observation {
             at: parsed.at,
             current,

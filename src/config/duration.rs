@@ -23,6 +23,11 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
                 &text[start..]
             ));
         }
+        if i < bytes.len() && bytes[i] == b'.' {
+            return Err(format!(
+                "`{text}`: fractions are not supported; use a smaller unit, e.g. `90s` for 1.5m"
+            ));
+        }
         let n: u128 = text[start..i]
             .parse()
             .map_err(|_| format!("`{text}`: number too large"))?;
@@ -121,6 +126,7 @@ mod tests {
             ("1500ms", "whole number of seconds"),
             ("99999d", "ten years"),
             ("-5s", "expected a number"),
+            ("1.5m", "fractions are not supported"),
         ] {
             let err = parse_duration(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");

@@ -99,13 +99,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
                         global = Some((g, name.clone()));
                     }
                 }
-                for (t, (line, column)) in part.targets.into_iter().zip(part.target_places) {
+                for (t, (index, line, column)) in part.targets.into_iter().zip(part.target_places) {
                     if let Some(i) = targets.iter().position(|o| o.name == t.name) {
                         diags.push(Diagnostic {
                             file: name.clone(),
                             line,
                             column,
-                            key: "name".into(),
+                            key: format!("target[{index}].name"),
                             message: format!("duplicate target name `{}`", t.name),
                             hint: Some(format!(
                                 "{} already defines it; names must be unique",
@@ -120,6 +120,20 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
             }
             Err(mut d) => diags.append(&mut d),
         }
+    }
+    if diags.is_empty() && targets.is_empty() {
+        let f = files
+            .first()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        diags.push(Diagnostic {
+            file: f,
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: "the config has no [[target]]".into(),
+            hint: Some("add a [[target]] table; see config/example.toml".into()),
+        });
     }
     if diags.is_empty() {
         Ok(Config {

@@ -28,8 +28,8 @@ pub const MAX_CAPACITY: i64 = 100_000;
 pub struct FilePart {
     pub global: Option<Global>,
     pub targets: Vec<Target>,
-    /// Where each target's name is, for cross-file duplicate checks: (line, column).
-    pub target_places: Vec<(usize, usize)>,
+    /// Where each target's name is, for cross-file duplicate checks: (index, line, column).
+    pub target_places: Vec<(usize, usize, usize)>,
 }
 
 struct Ctx<'a> {
@@ -72,7 +72,7 @@ impl<'a> Ctx<'a> {
         let mut msg = e.message().trim().to_string();
         let mut span = e.span().unwrap_or_else(|| span_of(self.root, base));
         let names: Vec<String> = backticked(&msg).into_iter().map(String::from).collect();
-        let mut hint = None;
+        let hint;
         if msg.starts_with("unknown field") && !names.is_empty() {
             let bad = names[0].as_str();
             if let Some(ks) = key_span_within(self.root, &span, bad) {
@@ -88,6 +88,9 @@ impl<'a> Ctx<'a> {
             hint = Some(
                 "check the value's type: strings are quoted, numbers and booleans are not".into(),
             );
+        } else {
+            hint =
+                Some("check the value at this place; `capstan schema` describes every key".into());
         }
         let key = path_at(self.root, span.start);
         let key = if key.is_empty() { base.dotted() } else { key };
@@ -154,7 +157,12 @@ impl<'a> Ctx<'a> {
             } else {
                 "a finite number"
             };
-            self.err(path, format!("{v} is not {what}"), None);
+            let hint = if positive {
+                "use a number above 0, e.g. 70"
+            } else {
+                "use an ordinary number, e.g. 0 or 10.5"
+            };
+            self.err(path, format!("{v} is not {what}"), Some(hint.into()));
             return None;
         }
         Some(v)
@@ -233,7 +241,8 @@ pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
                     }
                 }
                 if let Some(raw) = deserialize::<RawTarget>(&mut ctx, item, &path) {
-                    let place = ctx.map.line_col(span_of(&root, &path.at("name")).start);
+                    let (line, col) = ctx.map.line_col(span_of(&root, &path.at("name")).start);
+                    let place = (i, line, col);
                     if let Some(t) = validate_target(&mut ctx, &raw, &path) {
                         targets.push(t);
                         target_places.push(place);
@@ -457,7 +466,7 @@ fn validate_target(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path) -> Option<Ta
                 ctx.err(
                     &fp.at("capacity"),
                     format!("fallback capacity {c} is outside min {min} .. max {max}"),
-                    None,
+                    Some("capstan never leaves the target's bounds, so the fallback must lie within them".into()),
                 );
             }
         }
@@ -697,6 +706,13 @@ fn metrics(
         let activation = ctx
             .finite(m.activation, &mp.at("activation"), false)
             .unwrap_or(0.0);
+        if activation < 0.0 {
+            ctx.err(
+                &mp.at("activation"),
+                format!("activation {activation} is negative"),
+                Some("the target would always count as active and never scale to zero; use 0 or more".into()),
+            );
+        }
 
         // Which optional keys each source accepts; any other one set is an error.
         let allowed: &[&str] = match src {
@@ -1175,7 +1191,10 @@ fn policies(
                     ctx.err(
                         &pp.at("type"),
                         "a target has at most one predictive policy",
-                        None,
+                        Some(
+                            "keep one; it forecasts the load of its metric for the whole target"
+                                .into(),
+                        ),
                     );
                 }
                 match predictive_policy(ctx, p, &pp) {
@@ -1269,7 +1288,11 @@ fn step_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<StepPolicy
     let sp = pp.at("steps");
     let raw_steps = match &p.steps {
         Some(s) if !s.is_empty() => s.clone(),
-        _ => {
+        Some(_) => {
+            ctx.err(&sp, "`steps` is empty", Some("steps = [{ lower = 0, upper = 10, adjustment = 1 }, { lower = 10, adjustment = 3 }]".into()));
+            return None;
+        }
+        None => {
             ctx.missing(&sp, "steps = [{ lower = 0, upper = 10, adjustment = 1 }, { lower = 10, adjustment = 3 }]");
             return None;
         }
@@ -1512,7 +1535,7 @@ fn schedules(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, target_max: u32) -
         let once = s.start.is_some() || s.end.is_some();
         let recurring = s.cron.is_some() || s.duration.is_some() || s.timezone.is_some();
         let when = if once && recurring {
-            ctx.err(&sp, "a schedule is either a one-off window (start, end) or recurring (cron, duration, timezone), not both", None);
+            ctx.err(&sp, "a schedule is either a one-off window (start, end) or recurring (cron, duration, timezone), not both", Some("split it into two [[target.schedule]] entries".into()));
             None
         } else if once {
             let start = s
@@ -1535,7 +1558,11 @@ fn schedules(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, target_max: u32) -
             match (start, end) {
                 (Some(a), Some(b)) if a < b => Some(ScheduleWhen::Once { start: a, end: b }),
                 (Some(_), Some(_)) => {
-                    ctx.err(&sp.at("end"), "the window ends before it starts", None);
+                    ctx.err(
+                        &sp.at("end"),
+                        "the window ends before it starts",
+                        Some("`end` must be later than `start`".into()),
+                    );
                     None
                 }
                 _ => None,

@@ -139,7 +139,8 @@ impl History {
             - Duration::seconds(
                 longest(&b.scale_up)
                     .max(longest(&b.scale_down))
-                    .max(b.warmup_secs) as i64,
+                    .max(b.warmup_secs)
+                    .max(b.scale_out_cooldown_secs) as i64,
             );
         self.scale_ups.retain(|e| e.at > keep_events);
         self.scale_downs.retain(|e| e.at > keep_events);
@@ -163,9 +164,10 @@ impl History {
 /// HPA's getReplicasChangePerPeriod: events strictly inside the last `secs`.
 fn sum_within(events: &[ScaleEvent], now: DateTime<Utc>, secs: u64) -> u32 {
     let cutoff = now - Duration::seconds(secs as i64);
-    events
+    let total: u64 = events
         .iter()
         .filter(|e| e.at > cutoff)
-        .map(|e| e.change)
-        .sum()
+        .map(|e| e.change as u64)
+        .sum();
+    total.min(u32::MAX as u64) as u32
 }

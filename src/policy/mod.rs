@@ -4,7 +4,8 @@
 //!
 //! One tick runs these stages, each recorded in the explanation when it changes the value:
 //!
-//! 1. **Metrics**: missing, stale, NaN, infinite and negative values are unusable.
+//! 1. **Metrics**: missing (the sources report stale data as missing), NaN, infinite and
+//!    negative values are unusable.
 //! 2. **Bounds**: the target's min/max, changed by active schedules (largest min, largest
 //!    max), and floors from schedules, the predictive policy and the fallback.
 //! 3. **Proposals**: each target-tracking and step policy proposes a capacity; the largest
@@ -13,7 +14,9 @@
 //! 4. **Behavior** (HPA semantics): stabilization windows, then scale-in holds (disable,
 //!    deployment in progress, cooldowns, warm-up), then rate-limit policies.
 //! 5. **Clamp** to the effective bounds; bounds and floors act at once, as AWS scheduled
-//!    actions do, and are never shaped by rate limits.
+//!    actions do, and are never shaped by rate limits. A capacity outside the bounds is
+//!    brought to the nearest bound alone (even when paused); the policies then act from
+//!    there on the next tick, through the behavior rules.
 //! 6. **Scale to zero** (KEDA): with min = 0, only after the target was inactive for
 //!    `scale_to_zero_after`, and never on missing data.
 
@@ -77,11 +80,23 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         .metrics
         .iter()
         .any(|m| matches!(values.get(m.name.as_str()), Some(Ok(v)) if *v > m.activation));
-    // Missing data counts as active: it must never start the scale-to-zero countdown.
-    upd.active = active || !missing.is_empty();
+    // Missing data never starts (or finishes) the countdown to zero, but it does not
+    // wake a target at zero either: only a real value above its activation does.
+    upd.active = active || (!missing.is_empty() && current > 0);
 
     // 2. Bounds from schedules.
     let mut bounds = schedule_bounds(target, now);
+
+    // AWS cooldown: while a scale-out's cooldown runs, the capacity it added counts as
+    // already there, so a lagging metric does not add the same capacity again.
+    let cooldown_base = until(
+        history.last_scale_out,
+        target.behavior.scale_out_cooldown_secs,
+        now,
+    )
+    .map(|_| {
+        current.saturating_sub(history.added_within(now, target.behavior.scale_out_cooldown_secs))
+    });
 
     // 3. Proposals.
     let mut best: Option<(u32, String)> = None;
@@ -102,15 +117,16 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                     v,
                     current,
                     obs.ready.unwrap_or(current),
-                    *tolerance_up,
-                    *tolerance_down,
+                    (*tolerance_up, *tolerance_down),
+                    cooldown_base,
                     &p.metric,
                 ),
                 Err(why) => (None, format!("{}: {why}, no proposal", p.metric)),
             },
             PolicyKind::Step(s) => match value {
                 Ok(v) => {
-                    let (prop, detail, since) = step(s, &p.name, v, current, now, history);
+                    let (prop, detail, since) =
+                        step(s, &p.name, v, current, cooldown_base, now, history);
                     upd.breaches.insert(p.name.clone(), since);
                     (prop, format!("{}: {detail}", p.metric))
                 }
@@ -203,10 +219,13 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
     let upper = bounds.max;
     let mut lower = bounds.min.max(bounds.floor.unwrap_or(0)).min(upper);
 
+    let b = &target.behavior;
+    let hold_scale_in = scale_in_hold(b, obs, history, now);
+
     // Scale to zero (KEDA): with min 0, hold at least 1 until idle long enough.
     let mut to_zero = false;
     let mut stay_zero = false;
-    if lower == 0 && current == 0 && !upd.active {
+    if lower == 0 && current == 0 && !active {
         // KEDA activation: below every activation value, zero stays zero.
         stay_zero = true;
     } else if lower == 0 {
@@ -219,7 +238,8 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                     .sources
                     .push("min 1 (active: scale from zero)".into());
             }
-        } else if idle_for >= target.behavior.scale_to_zero_after_secs {
+        } else if idle_for > target.behavior.scale_to_zero_after_secs && hold_scale_in.is_none() {
+            // KEDA: lastActiveTime + cooldownPeriod < now.
             to_zero = current > 0;
         } else {
             lower = 1;
@@ -238,15 +258,39 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
     };
 
     // 4-5. Behavior, then bounds.
-    let b = &target.behavior;
     let mut desired;
-    if b.paused {
+    let bound_sources = || {
+        if ex.bounds.sources.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", ex.bounds.sources.join(", "))
+        }
+    };
+    if current < lower || current > upper {
+        // Bounds act at once and alone: the policies' wishes go through the behavior rules
+        // from the corrected capacity on the next tick.
+        desired = current.clamp(lower, upper);
+        let what = if current < lower {
+            format!("below the effective min {lower}")
+        } else {
+            format!("above the effective max {upper}")
+        };
+        steps.push(StepLine {
+            rule: "bounds",
+            from: raw,
+            to: desired,
+            detail: format!(
+                "current {current} is {what}{}: set {desired} at once",
+                bound_sources()
+            ),
+        });
+    } else if b.paused {
         desired = current;
         steps.push(StepLine {
             rule: "paused",
             from: raw,
             to: current,
-            detail: format!("paused: would go to {}", raw.clamp(lower, upper)),
+            detail: format!("paused: policies propose {}", raw.clamp(lower, upper)),
         });
     } else if stay_zero {
         desired = 0;
@@ -268,24 +312,6 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                 "inactive for at least {}: scale to zero",
                 format_secs(b.scale_to_zero_after_secs)
             ),
-        });
-    } else if current < lower || current > upper {
-        desired = current.clamp(lower, upper);
-        let what = if current < lower {
-            "below the effective min"
-        } else {
-            "above the effective max"
-        };
-        let proposed = raw.clamp(lower, upper);
-        // A policy may want even more than the new floor (or less than the new max).
-        if (current < lower && proposed > desired) || (current > upper && proposed < desired) {
-            desired = proposed;
-        }
-        steps.push(StepLine {
-            rule: "bounds",
-            from: raw,
-            to: desired,
-            detail: format!("current {current} is {what}: set {desired} at once"),
         });
     } else {
         let seed;
@@ -324,44 +350,13 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
             });
         }
         if desired < current {
-            let hold = if b.disable_scale_in {
-                Some(("disable_scale_in", "scale-in disabled".to_string()))
-            } else if let Some(why) = &obs.scale_in_blocked {
-                Some(("scale_in_blocked", format!("scale-in held: {why}")))
-            } else if let Some(until) = until(history.last_scale_in, b.scale_in_cooldown_secs, now)
-            {
-                Some((
-                    "cooldown",
-                    format!("scale-in cooldown until {}", until.format("%H:%M:%S")),
-                ))
-            } else {
-                until(history.last_scale_out, b.warmup_secs, now).map(|until| {
-                    let warming = history.added_within(now, b.warmup_secs);
-                    (
-                        "warmup",
-                        format!(
-                            "{warming} new units warming until {}: no scale-in",
-                            until.format("%H:%M:%S")
-                        ),
-                    )
-                })
-            };
+            let hold = hold_scale_in.clone();
             if let Some((rule, detail)) = hold {
                 steps.push(StepLine {
                     rule,
                     from: desired,
                     to: current,
                     detail,
-                });
-                desired = current;
-            }
-        } else if desired > current {
-            if let Some(until) = until(history.last_scale_out, b.scale_out_cooldown_secs, now) {
-                steps.push(StepLine {
-                    rule: "cooldown",
-                    from: desired,
-                    to: current,
-                    detail: format!("scale-out cooldown until {}", until.format("%H:%M:%S")),
                 });
                 desired = current;
             }
@@ -406,7 +401,7 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                 rule: "bounds",
                 from: desired,
                 to: clamped,
-                detail: format!("clamped to {which}"),
+                detail: format!("clamped to {which}{}", bound_sources()),
             });
             desired = clamped;
         }
@@ -430,6 +425,43 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
     };
     d.summarize();
     d
+}
+
+/// Why scale-in must wait now, if it must: disabled, blocked by the actuator (a deployment
+/// in progress), the scale-in cooldown (ended early by a later scale-out, as in AWS), or
+/// new capacity still warming up.
+fn scale_in_hold(
+    b: &crate::config::Behavior,
+    obs: &Observation,
+    h: &History,
+    now: DateTime<Utc>,
+) -> Option<(&'static str, String)> {
+    if b.disable_scale_in {
+        return Some(("disable_scale_in", "scale-in disabled".to_string()));
+    }
+    if let Some(why) = &obs.scale_in_blocked {
+        return Some(("scale_in_blocked", format!("scale-in held: {why}")));
+    }
+    let scaled_out_since =
+        matches!((h.last_scale_out, h.last_scale_in), (Some(o), Some(i)) if o > i);
+    if !scaled_out_since {
+        if let Some(end) = until(h.last_scale_in, b.scale_in_cooldown_secs, now) {
+            return Some((
+                "cooldown",
+                format!("scale-in cooldown until {}", end.format("%H:%M:%S")),
+            ));
+        }
+    }
+    until(h.last_scale_out, b.warmup_secs, now).map(|end| {
+        let warming = h.added_within(now, b.warmup_secs);
+        (
+            "warmup",
+            format!(
+                "{warming} new units warming until {}: no scale-in",
+                end.format("%H:%M:%S")
+            ),
+        )
+    })
 }
 
 /// `Some(end)` while `since + secs` is still ahead of `now`.
@@ -519,13 +551,19 @@ fn ceil_u32(x: f64) -> u32 {
 }
 
 /// Target tracking with HPA arithmetic.
+///
+/// Per-unit averages: `ceil(ratio * ready)`. When scaling up with units not yet ready, HPA
+/// counts those as using nothing and holds if the corrected ratio falls back into the
+/// dead band or below 1 (the new units will take load). During a scale-out cooldown the
+/// ratio applies to the capacity before that scale-out (AWS). Totals: `ceil(total /
+/// per_unit)`, the dead band judged on the current capacity.
 fn track(
     tt: TrackingTarget,
     value: f64,
     current: u32,
     ready: u32,
-    tol_up: f64,
-    tol_down: f64,
+    (tol_up, tol_down): (f64, f64),
+    cooldown_base: Option<u32>,
     metric: &str,
 ) -> (Option<u32>, String) {
     let within = |ratio: f64| (1.0 - tol_down) <= ratio && ratio <= (1.0 + tol_up);
@@ -538,14 +576,30 @@ fn track(
                 );
             }
             let ratio = value / target;
+            let head = format!("{metric} {} vs target {}", num(value), num(target));
             if within(ratio) {
                 return (
                     Some(current),
-                    format!(
-                        "{metric} {} vs target {} within tolerance: keep {current}",
-                        num(value),
-                        num(target)
-                    ),
+                    format!("{head} within tolerance: keep {current}"),
+                );
+            }
+            let ready = ready.min(current);
+            if ratio > 1.0 && ready > 0 && ready < current {
+                let corrected = ratio * ready as f64 / current as f64;
+                if within(corrected) || corrected < 1.0 {
+                    return (
+                        Some(current),
+                        format!("{head} on {ready} ready of {current}: with the starting units the ratio is {corrected:.3}, keep {current}"),
+                    );
+                }
+                let p = ceil_u32(corrected * current as f64).max(current);
+                return (Some(p), format!("{head} on {ready} ready of {current}: ceil({current} x {corrected:.3}) = {p}"));
+            }
+            if let Some(cb) = cooldown_base.filter(|cb| ratio > 1.0 && *cb < current) {
+                let p = ceil_u32(ratio * cb as f64).max(current);
+                return (
+                    Some(p),
+                    format!("{head}, counted from {cb} units before the scale-out cooldown: {p}"),
                 );
             }
             // HPA multiplies by the units that report (ready), not the desired count.
@@ -553,12 +607,7 @@ fn track(
             let p = ceil_u32(ratio * base as f64);
             (
                 Some(p),
-                format!(
-                    "{metric} {} vs target {} on {base} units: ceil({base} x {:.3}) = {p}",
-                    num(value),
-                    num(target),
-                    ratio
-                ),
+                format!("{head} on {base} units: ceil({base} x {ratio:.3}) = {p}"),
             )
         }
         TrackingTarget::PerUnit(per_unit) => {
@@ -589,11 +638,13 @@ fn track(
 
 /// A step policy with AWS semantics. Returns the proposal, its detail, and the breach start
 /// to remember (`None` clears it).
+#[allow(clippy::too_many_arguments)]
 fn step(
     s: &StepPolicy,
     name: &str,
     value: f64,
     current: u32,
+    cooldown_base: Option<u32>,
     now: DateTime<Utc>,
     h: &History,
 ) -> (Option<u32>, String, Option<DateTime<Utc>>) {
@@ -641,7 +692,13 @@ fn step(
             Some(since),
         );
     };
-    let cur = current as i64;
+    // During a scale-out cooldown a scale-out step counts from the capacity before it
+    // (AWS: "+2, then a +3 step inside the cooldown adds only 1 more").
+    let base = match cooldown_base {
+        Some(b) if st.adjustment > 0 && s.adjustment != AdjustmentType::ExactCapacity => b,
+        _ => current,
+    };
+    let cur = base as i64;
     let (new, how) = match s.adjustment {
         AdjustmentType::ChangeInCapacity => {
             (cur + st.adjustment, format!("{:+} units", st.adjustment))
@@ -668,7 +725,12 @@ fn step(
             )
         }
     };
-    let new = new.clamp(0, u32::MAX as i64) as u32;
+    let mut new = new.clamp(0, u32::MAX as i64) as u32;
+    let mut how = how;
+    if base != current && new <= current {
+        how = format!("{how} from {base} before the scale-out cooldown");
+        new = current;
+    }
     (
         Some(new),
         format!(
@@ -737,7 +799,11 @@ fn predictive(
     }
     let ahead = now + Duration::seconds(pp.schedule_ahead_secs as i64);
     let Some(load) = fc.max_between(now, ahead) else {
-        line.note = "the forecast does not cover now".into();
+        line.note = if now >= fc.end() || ahead < fc.start {
+            "the forecast does not cover now".into()
+        } else {
+            "the forecast has no usable value for now".into()
+        };
         return (line, None, check);
     };
     let cap = ceil_u32(load / pp.per_unit);

@@ -233,7 +233,7 @@ fn hpa_replica_calculator_cases() {
             K::Avg(t) => TrackingTarget::Average(t),
             K::Total(t) => TrackingTarget::PerUnit(t),
         };
-        let (got, detail) = track(tt, value, current, ready, 0.1, 0.1, "m");
+        let (got, detail) = track(tt, value, current, ready, (0.1, 0.1), None, "m");
         assert_eq!(got, Some(want), "{name}: {detail}");
     }
 }
@@ -242,11 +242,29 @@ fn hpa_replica_calculator_cases() {
 fn tolerance_band_is_inclusive_and_per_direction() {
     // ratio exactly 1.1 stays (HPA: (1-down) <= r <= (1+up)).
     assert_eq!(
-        track(TrackingTarget::Average(100.0), 110.0, 10, 10, 0.1, 0.1, "m").0,
+        track(
+            TrackingTarget::Average(100.0),
+            110.0,
+            10,
+            10,
+            (0.1, 0.1),
+            None,
+            "m"
+        )
+        .0,
         Some(10)
     );
     assert_eq!(
-        track(TrackingTarget::Average(100.0), 111.0, 10, 10, 0.1, 0.1, "m").0,
+        track(
+            TrackingTarget::Average(100.0),
+            111.0,
+            10,
+            10,
+            (0.1, 0.1),
+            None,
+            "m"
+        )
+        .0,
         Some(12)
     );
     // A narrow up band and a wide down band.
@@ -256,19 +274,37 @@ fn tolerance_band_is_inclusive_and_per_direction() {
             104.0,
             10,
             10,
-            0.02,
-            0.3,
+            (0.02, 0.3),
+            None,
             "m"
         )
         .0,
         Some(11)
     );
     assert_eq!(
-        track(TrackingTarget::Average(100.0), 75.0, 10, 10, 0.02, 0.3, "m").0,
+        track(
+            TrackingTarget::Average(100.0),
+            75.0,
+            10,
+            10,
+            (0.02, 0.3),
+            None,
+            "m"
+        )
+        .0,
         Some(10)
     );
     assert_eq!(
-        track(TrackingTarget::Average(100.0), 69.0, 10, 10, 0.02, 0.3, "m").0,
+        track(
+            TrackingTarget::Average(100.0),
+            69.0,
+            10,
+            10,
+            (0.02, 0.3),
+            None,
+            "m"
+        )
+        .0,
         Some(7)
     );
     // Config: tolerance_up/down override tolerance.
@@ -290,7 +326,16 @@ fn tolerance_band_is_inclusive_and_per_direction() {
 #[test]
 fn per_unit_average_needs_running_units_and_totals_scale_from_zero() {
     assert_eq!(
-        track(TrackingTarget::Average(70.0), 90.0, 0, 0, 0.1, 0.1, "cpu").0,
+        track(
+            TrackingTarget::Average(70.0),
+            90.0,
+            0,
+            0,
+            (0.1, 0.1),
+            None,
+            "cpu"
+        )
+        .0,
         None
     );
     assert_eq!(
@@ -299,8 +344,8 @@ fn per_unit_average_needs_running_units_and_totals_scale_from_zero() {
             12.0,
             0,
             0,
-            0.1,
-            0.1,
+            (0.1, 0.1),
+            None,
             "backlog"
         )
         .0,
@@ -377,20 +422,34 @@ fn keda_activation_from_zero_and_cooldown_to_zero() {
         &seen(),
     );
     assert_eq!(d.desired, 0, "{}", d.reason);
-    // Above it: scale from zero to what the backlog needs.
+    // Above it: wake to one unit at once (KEDA), then scale to what the backlog needs.
+    let mut wake = seen();
+    let d = decide(&t, &Observation::new(t0(), 0).with("backlog", 11.0), &wake);
+    assert_eq!(d.desired, 1, "{}", d.reason);
+    wake.record(&t, &d, true);
     let d = decide(
         &t,
-        &Observation::new(t0(), 0).with("backlog", 11.0),
-        &seen(),
+        &Observation::new(at(15), 1).with("backlog", 11.0),
+        &wake,
     );
     assert_eq!(d.desired, 3, "{}", d.reason);
+    // Missing data at zero does not wake the target.
+    let d = decide(
+        &t,
+        &Observation::new(t0(), 0).with_missing("backlog"),
+        &seen(),
+    );
+    assert_eq!(d.desired, 0, "{}", d.reason);
     // Idle, but not yet for the 5 minute cooldown: hold 1.
     let mut h = seen();
     h.last_active = Some(t0());
     let d = decide(&t, &Observation::new(at(120), 1).with("backlog", 0.0), &h);
     assert_eq!(d.desired, 1, "{}", d.reason);
-    // Idle for 5 minutes: zero.
+    // Idle for exactly 5 minutes: still 1 (KEDA: lastActiveTime + cooldownPeriod < now).
     let d = decide(&t, &Observation::new(at(300), 1).with("backlog", 0.0), &h);
+    assert_eq!(d.desired, 1, "{}", d.reason);
+    // Idle for longer: zero.
+    let d = decide(&t, &Observation::new(at(315), 1).with("backlog", 0.0), &h);
     assert_eq!(d.desired, 0, "{}", d.reason);
     assert!(d.reason.contains("scale to zero"), "{}", d.reason);
     // Missing data never scales to zero and keeps the countdown from starting.
@@ -536,12 +595,12 @@ fn aws_step_scaling_documented_sequence() {
         (30.0, 13, 1, 10),
     ];
     for (value, current, which, want) in cases {
-        let (p, detail, _) = step(policies[which], "x", value, current, t0(), &h);
+        let (p, detail, _) = step(policies[which], "x", value, current, None, t0(), &h);
         assert_eq!(p, Some(want), "metric {value}: {detail}");
     }
     // The high alarm does not fire below its threshold, the low one not above.
-    assert_eq!(step(policies[0], "x", 49.9, 10, t0(), &h).0, None);
-    assert_eq!(step(policies[1], "x", 50.1, 10, t0(), &h).0, None);
+    assert_eq!(step(policies[0], "x", 49.9, 10, None, t0(), &h).0, None);
+    assert_eq!(step(policies[1], "x", 50.1, 10, None, t0(), &h).0, None);
 }
 
 #[test]
@@ -555,11 +614,11 @@ fn step_bounds_inclusive_lower_above_and_inclusive_upper_below() {
     };
     let h = History::default();
     // d = 10 belongs to [10, 20): +10% of 10 = 11.
-    assert_eq!(step(out, "x", 60.0, 10, t0(), &h).0, Some(11));
+    assert_eq!(step(out, "x", 60.0, 10, None, t0(), &h).0, Some(11));
     // d = -10 belongs to (-20, -10]: -10% of 10 = 9.
-    assert_eq!(step(inn, "x", 40.0, 10, t0(), &h).0, Some(9));
+    assert_eq!(step(inn, "x", 40.0, 10, None, t0(), &h).0, Some(9));
     // d = -20 belongs to (-inf, -20]: -30% of 10 = 7.
-    assert_eq!(step(inn, "x", 30.0, 10, t0(), &h).0, Some(7));
+    assert_eq!(step(inn, "x", 30.0, 10, None, t0(), &h).0, Some(7));
 }
 
 #[test]
@@ -577,23 +636,25 @@ fn percent_rounding_and_min_adjustment_magnitude() {
         }],
     };
     let h = History::default();
-    // (adjustment %, current, magnitude, expected): 12.7 -> 12, 0.67 -> 1, -0.58 -> -1, -6.67 -> -6.
+    // (adjustment %, current, magnitude, expected). AWS: a fractional change above 1 rounds
+    // down (12.7 -> 12), between 0 and 1 becomes 1, between -1 and 0 becomes -1, below -1
+    // rounds toward zero (-6.7 -> -6).
     for (adj, cur, mam, want) in [
         (127, 10, None, 22),
         (67, 1, None, 2),
-        (-58, 1, None, 0),
-        (-667, 1, None, 0),
+        (-5, 10, None, 9),
+        (-67, 10, None, 4),
+        (-30, 13, None, 10),
+        (30, 11, None, 14),
         (25, 4, None, 5),
         (25, 4, Some(2), 6),
         (-25, 4, Some(2), 2),
         (50, 4, None, 6),
+        (-100, 7, None, 0),
     ] {
-        let (p, detail, _) = step(&mk(adj, mam), "x", 1.0, cur, t0(), &h);
+        let (p, detail, _) = step(&mk(adj, mam), "x", 1.0, cur, None, t0(), &h);
         assert_eq!(p, Some(want), "{adj}% of {cur} (mam {mam:?}): {detail}");
     }
-    // -667% of 3 is -20.01: rounds toward zero to -20, and capacity never goes below 0.
-    let (p, _, _) = step(&mk(-667, None), "x", 1.0, 3, t0(), &h);
-    assert_eq!(p, Some(0));
 }
 
 #[test]
@@ -916,11 +977,24 @@ fn cooldowns_and_warmup_hold_the_right_direction() {
     let base = format!("{CPU_70}[target.behavior]\nscale_out_cooldown = \"1m\"\nscale_in_cooldown = \"2m\"\nwarmup = \"30s\"\n[target.behavior.scale_down]\nstabilization_window = \"0s\"\n");
     let t = target(&base);
     let mut h = seen();
+    // A scale-out from 5 to 10 at t0.
     h.last_scale_out = Some(t0());
-    // Scale-out cooldown: no second scale-out within a minute.
+    h.scale_ups.push(ScaleEvent {
+        at: t0(),
+        change: 5,
+    });
+    // Within the 1m scale-out cooldown the metric (still 2x the target, it lags) counts
+    // from the 5 units before: 10 are already there, nothing more (AWS).
     let d = decide(&t, &Observation::new(at(30), 10).with("cpu", 140.0), &h);
     assert_eq!(d.desired, 10, "{}", d.reason);
-    assert!(d.reason.contains("scale-out cooldown"), "{}", d.reason);
+    assert!(
+        d.reason.contains("before the scale-out cooldown"),
+        "{}",
+        d.reason
+    );
+    // Even more load inside the cooldown still scales out, by the difference.
+    let d = decide(&t, &Observation::new(at(30), 10).with("cpu", 280.0), &h);
+    assert_eq!(d.desired, 20, "{}", d.reason);
     let d = decide(&t, &Observation::new(at(61), 10).with("cpu", 140.0), &h);
     assert_eq!(d.desired, 20);
     // Warm-up: no scale-in while new units warm.
@@ -934,6 +1008,81 @@ fn cooldowns_and_warmup_hold_the_right_direction() {
     assert_eq!(d.desired, 10, "{}", d.reason);
     let d = decide(&t, &Observation::new(at(120), 10).with("cpu", 7.0), &h);
     assert_eq!(d.desired, 1, "{}", d.reason);
+    // A scale-out after the scale-in ends the scale-in cooldown (AWS); only warm-up holds.
+    h.last_scale_out = Some(at(10));
+    let d = decide(&t, &Observation::new(at(60), 10).with("cpu", 7.0), &h);
+    assert_eq!(d.desired, 1, "{}", d.reason);
+}
+
+#[test]
+fn scale_to_zero_respects_the_scale_in_holds() {
+    let t = target(
+        &BACKLOG_5
+            .replace("queue = \"q\"", "queue = \"q\"\n")
+            .to_string(),
+    );
+    let mut h = seen();
+    h.last_active = Some(t0());
+    let mut obs = Observation::new(at(400), 5).with("backlog", 0.0);
+    obs.scale_in_blocked = Some("deployment in progress".into());
+    let d = decide(&t, &obs, &h);
+    assert_eq!(d.desired, 5, "{}", d.reason);
+    obs.scale_in_blocked = None;
+    let d = decide(&t, &obs, &h);
+    assert_eq!(d.desired, 0, "{}", d.reason);
+    let t = target(&format!(
+        "{BACKLOG_5}[target.behavior]\ndisable_scale_in = true\n"
+    ));
+    assert_eq!(decide(&t, &obs, &h).desired, 5);
+}
+
+#[test]
+fn units_still_starting_never_turn_a_hot_metric_into_a_scale_in() {
+    // HPA ScaleUpUnreadyLessScale: 3 units, 1 not ready, 60% on the ready ones vs 30%:
+    // the unready one counts as idle: 40% vs 30% -> 4.
+    assert_eq!(
+        track(
+            TrackingTarget::Average(30.0),
+            60.0,
+            3,
+            2,
+            (0.1, 0.1),
+            None,
+            "m"
+        )
+        .0,
+        Some(4)
+    );
+    // 10 asked, 2 ready at 80% vs 70%: with 8 units starting the load will spread: keep 10.
+    let t = target(CPU_70);
+    let d = decide(
+        &t,
+        &Observation::new(t0(), 10).with("cpu", 80.0).with_ready(2),
+        &seen(),
+    );
+    assert_eq!(d.desired, 10, "{}", d.reason);
+    // Far above target even counting the starting units: scale out, never in.
+    let d = decide(
+        &t,
+        &Observation::new(t0(), 10).with("cpu", 700.0).with_ready(2),
+        &seen(),
+    );
+    assert_eq!(d.desired, 20, "{}", d.reason);
+}
+
+#[test]
+fn huge_capacities_do_not_overflow() {
+    let t = target(CPU_70);
+    let mut h = seen();
+    for (i, cur) in [u32::MAX, u32::MAX, 50, 50].into_iter().enumerate() {
+        let d = decide(
+            &t,
+            &Observation::new(at(i as i64 * 15), cur).with("cpu", 7.0),
+            &h,
+        );
+        assert!(d.desired <= 100);
+        h.record(&t, &d, true);
+    }
 }
 
 #[test]
@@ -955,7 +1104,16 @@ fn disable_scale_in_paused_and_deployments_hold() {
     ));
     let d = decide(&t, &Observation::new(t0(), 10).with("cpu", 140.0), &seen());
     assert_eq!(d.desired, 10);
-    assert!(d.reason.contains("paused: would go to 20"), "{}", d.reason);
+    assert!(
+        d.reason.contains("paused: policies propose 20"),
+        "{}",
+        d.reason
+    );
+    // Paused still respects the bounds.
+    assert_eq!(
+        decide(&t, &Observation::new(t0(), 500).with("cpu", 140.0), &seen()).desired,
+        100
+    );
     let t = target(&format!("{CPU_70}{no_window}"));
     let mut obs = Observation::new(t0(), 10).with("cpu", 7.0);
     obs.scale_in_blocked = Some("deployment in progress".into());
@@ -1014,19 +1172,34 @@ fn history_is_pruned_and_serializes() {
 
 // ---- Properties ---------------------------------------------------------------------------
 
+/// Random targets: min 0 (scale to zero, with an activation value) or more, either kind of
+/// target tracking, tolerances, rate limits, windows, fallback, disable_scale_in, warm-up
+/// and cooldowns.
 fn arb_target() -> impl Strategy<Value = Target> {
-    (0u32..5, 1u32..40, 0u32..3, 1u32..8, 0u32..4, any::<bool>(), 0u32..3).prop_map(|(min, span, tol, pods, win, per_unit, fb)| {
-        let max = min + span;
-        let tt = if per_unit { "target_per_unit = 10".to_string() } else { "target_value = 60".to_string() };
-        let fallback = if fb > 0 { format!("[target.fallback]\nafter_failures = {fb}\ncapacity = {}\n", (min + span / 2).max(min)) } else { String::new() };
-        target(&format!(
-            "min = {min}\nmax = {max}\n[[target.metric]]\nname = \"m\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"M\"\n\
-             [[target.policy]]\ntype = \"target_tracking\"\nmetric = \"m\"\n{tt}\ntolerance = 0.{tol}\n\
-             {fallback}[target.behavior.scale_up]\npolicies = [{{ type = \"pods\", value = {pods}, period = \"30s\" }}, {{ type = \"percent\", value = 50, period = \"1m\" }}]\n\
-             [target.behavior.scale_down]\nstabilization_window = \"{}s\"\npolicies = [{{ type = \"percent\", value = 30, period = \"1m\" }}]\n",
-            win * 30
-        ))
-    })
+    (
+        (0u32..5, 1u32..40, 0u32..3, 1u32..8, 0u32..4),
+        (any::<bool>(), 0u32..3, any::<bool>(), 0u32..3, 0u32..3),
+    )
+        .prop_map(|((min, span, tol, pods, win), (per_unit, fb, no_in, warm, cool))| {
+            let max = min + span;
+            let tt = if per_unit { "target_per_unit = 10" } else { "target_value = 60" };
+            let fallback = if fb > 0 {
+                format!("[target.fallback]\nafter_failures = {fb}\ncapacity = {}\n", (min + span / 2).max(min))
+            } else {
+                String::new()
+            };
+            target(&format!(
+                "min = {min}\nmax = {max}\n[[target.metric]]\nname = \"m\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"M\"\nactivation = 5\n\
+                 [[target.policy]]\ntype = \"target_tracking\"\nmetric = \"m\"\n{tt}\ntolerance = 0.{tol}\n\
+                 {fallback}[target.behavior]\ndisable_scale_in = {no_in}\nwarmup = \"{}s\"\nscale_out_cooldown = \"{}s\"\nscale_in_cooldown = \"{}s\"\nscale_to_zero_after = \"1m\"\n\
+                 [target.behavior.scale_up]\npolicies = [{{ type = \"pods\", value = {pods}, period = \"30s\" }}, {{ type = \"percent\", value = 50, period = \"1m\" }}]\n\
+                 [target.behavior.scale_down]\nstabilization_window = \"{}s\"\npolicies = [{{ type = \"percent\", value = 30, period = \"1m\" }}]\n",
+                warm * 20,
+                cool * 30,
+                cool * 40,
+                win * 30
+            ))
+        })
 }
 
 fn arb_value() -> impl Strategy<Value = Option<f64>> {
@@ -1044,25 +1217,38 @@ proptest! {
 
     /// Over random runs: within bounds, within rate limits, no scale-in on missing data.
     #[test]
-    fn invariants_hold_over_random_runs(t in arb_target(), start in 0u32..60, values in proptest::collection::vec((arb_value(), 1i64..60), 1..60)) {
+    fn invariants_hold_over_random_runs(
+        t in arb_target(),
+        start in 0u32..60,
+        values in proptest::collection::vec((arb_value(), 1i64..60, 0u32..100), 1..60),
+    ) {
         let mut h = History::default();
         let mut cur = start;
         let mut now = t0();
-        for (v, gap) in values {
+        for (v, gap, ready_pct) in values {
             now += Duration::seconds(gap);
             let mut obs = Observation::new(now, cur);
+            obs.ready = Some(cur * ready_pct / 100);
             obs.metrics.insert("m".into(), v.map(Sample::Value));
             let d = decide(&t, &obs, &h);
             let (lo, hi) = (d.explanation.bounds.min, d.explanation.bounds.max);
             prop_assert!(d.desired >= lo && d.desired <= hi, "{} outside {lo}..{hi}: {}", d.desired, d.reason);
-            prop_assert!(lo >= t.min.min(1) && hi <= t.max, "bounds {lo}..{hi} outside the target's");
-            let usable = v.is_some_and(|x| x.is_finite() && x >= 0.0);
-            if !usable && cur <= hi {
-                prop_assert!(d.desired >= cur, "scale-in on missing data: {cur} -> {}: {}", d.desired, d.reason);
-            }
-            if cur >= lo && cur <= hi {
-                prop_assert!(d.desired <= scale_up_limit(now, cur, &h, &t.behavior.scale_up).max(lo), "up limit: {}", d.reason);
-                prop_assert!(d.desired >= scale_down_limit(now, cur, &h, &t.behavior.scale_down).min(hi), "down limit: {}", d.reason);
+            prop_assert!(lo >= t.min && hi == t.max, "bounds {lo}..{hi} outside the target's {}..{}", t.min, t.max);
+            if cur < lo || cur > hi {
+                // Out of bounds: brought to the nearest bound, nothing else.
+                prop_assert_eq!(d.desired, cur.clamp(lo, hi), "{}", d.reason);
+            } else {
+                let usable = v.is_some_and(|x| x.is_finite() && x >= 0.0);
+                if !usable || t.behavior.disable_scale_in {
+                    prop_assert!(d.desired >= cur, "scale-in on missing data or while disabled: {cur} -> {}: {}", d.desired, d.reason);
+                }
+                if d.desired != 0 {
+                    prop_assert!(d.desired <= scale_up_limit(now, cur, &h, &t.behavior.scale_up).max(lo), "up limit: {}", d.reason);
+                    prop_assert!(d.desired >= scale_down_limit(now, cur, &h, &t.behavior.scale_down).min(hi), "down limit: {}", d.reason);
+                }
+                if cur == 0 && !usable {
+                    prop_assert_eq!(d.desired, lo, "missing data woke a target at zero: {}", d.reason);
+                }
             }
             h.record(&t, &d, true);
             cur = d.desired;
@@ -1085,7 +1271,7 @@ proptest! {
 
     /// Any observation and any history: no panic, bounds hold.
     #[test]
-    fn never_panics_and_stays_in_bounds(t in arb_target(), cur in 0u32..200, v in arb_value(), ready in proptest::option::of(0u32..200), fails in 0u32..10) {
+    fn never_panics_and_stays_in_bounds(t in arb_target(), cur in prop_oneof![0u32..200, Just(u32::MAX), any::<u32>()], v in arb_value(), ready in proptest::option::of(any::<u32>()), fails in prop_oneof![0u32..10, Just(u32::MAX)]) {
         let mut h = seen();
         h.consecutive_failures = fails;
         let mut obs = Observation::new(t0(), cur);

@@ -1,0 +1,150 @@
+//! One tick of the decision core for 10,000 targets with every kind of policy on:
+//! target tracking (average and per-unit), step, predictive floor, schedules, full
+//! behavior. Prints the CPU time per tick (median and p99 of the runs) and per target.
+//!
+//! Run: `cargo bench --bench decide` (release profile).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use capstan::config;
+use capstan::policy::{decide, ForecastSeries, History, Observation, Sample};
+use chrono::{Duration, Utc};
+
+const TARGETS: usize = 10_000;
+const RUNS: usize = 60;
+
+fn config_text() -> String {
+    let mut text = String::new();
+    for i in 0..TARGETS {
+        text.push_str(&format!(
+            r#"
+[[target]]
+name = "t{i}"
+kind = "ecs_service"
+cluster = "shop"
+service = "s{i}"
+min = 2
+max = 200
+[[target.metric]]
+name = "cpu"
+source = "ecs_cpu"
+[[target.metric]]
+name = "backlog"
+source = "sqs"
+queue = "q{i}"
+[[target.metric]]
+name = "rps"
+source = "cloudwatch"
+namespace = "Shop"
+metric_name = "Requests"
+[[target.policy]]
+type = "target_tracking"
+metric = "cpu"
+target_value = 60
+[[target.policy]]
+type = "target_tracking"
+metric = "backlog"
+target_per_unit = 20
+[[target.policy]]
+type = "step"
+metric = "cpu"
+threshold = 90
+comparison = ">="
+breach_for = "1m"
+adjustment_type = "percent_change_in_capacity"
+min_adjustment_magnitude = 2
+steps = [{{ lower = 0, upper = 5, adjustment = 20 }}, {{ lower = 5, adjustment = 50 }}]
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 100
+mode = "forecast_and_scale"
+[[target.schedule]]
+name = "business"
+cron = "0 8 * * MON-FRI"
+timezone = "America/New_York"
+duration = "10h"
+floor = 4
+[[target.schedule]]
+name = "sale"
+start = "2026-11-27T00:00:00-05:00"
+end = "2026-12-01T00:00:00-05:00"
+min = 10
+[target.behavior]
+scale_in_cooldown = "1m"
+warmup = "30s"
+[target.fallback]
+after_failures = 3
+capacity = 6
+"#
+        ));
+    }
+    text
+}
+
+fn main() {
+    let cfg = config::from_str("bench.toml", &config_text()).expect("bench config is valid");
+    let now = Utc::now();
+    let forecast = ForecastSeries {
+        start: now - Duration::minutes(1),
+        step_secs: 300,
+        values: (0..576).map(|i| 1000.0 + (i % 288) as f64 * 10.0).collect(),
+    };
+    // Histories as after an hour of 15 s ticks.
+    let mut histories = vec![History::default(); TARGETS];
+    let obs: Vec<Observation> = (0..TARGETS)
+        .map(|i| {
+            let mut o = Observation::new(now, 10 + (i % 50) as u32);
+            o.ready = Some(o.current);
+            o.metrics
+                .insert("cpu".into(), Some(Sample::Value(30.0 + (i % 70) as f64)));
+            o.metrics.insert(
+                "backlog".into(),
+                Some(Sample::Queue {
+                    visible: (i % 500) as f64,
+                    in_flight: 10.0,
+                    delayed: 0.0,
+                }),
+            );
+            o.metrics
+                .insert("rps".into(), Some(Sample::Value(900.0 + (i % 300) as f64)));
+            o.forecast = Some(forecast.clone());
+            o
+        })
+        .collect();
+    for step in 0..240 {
+        let at = now - Duration::seconds(15 * (240 - step));
+        for (i, t) in cfg.targets.iter().enumerate() {
+            let mut o = obs[i].clone();
+            o.at = at;
+            let d = decide(t, &o, &histories[i]);
+            histories[i].record(t, &d, true);
+        }
+    }
+    let mut times = Vec::with_capacity(RUNS);
+    let mut changed = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        for (i, t) in cfg.targets.iter().enumerate() {
+            let d = decide(black_box(t), black_box(&obs[i]), black_box(&histories[i]));
+            changed += (d.desired != d.current) as usize;
+            black_box(d);
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let median = times[RUNS / 2];
+    let p99 = times[(RUNS * 99 / 100).min(RUNS - 1)];
+    println!("decide: {TARGETS} targets, all policies on, {RUNS} runs (one thread)");
+    println!(
+        "  per tick: median {:.2} ms, p99 {:.2} ms",
+        median.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  per target: median {:.2} us",
+        median.as_secs_f64() * 1e6 / TARGETS as f64
+    );
+    println!("  ({} decisions changed capacity)", changed / RUNS);
+}
