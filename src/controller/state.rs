@@ -72,6 +72,63 @@ impl DynamoStore {
     }
 }
 
+/// Creates the table the lease and the histories share (key `pk`, a string; on-demand
+/// capacity), if it does not exist. The deployment template creates it in AWS; tests and
+/// the local demo call this.
+pub async fn create_table(sdk: &aws_config::SdkConfig, table: &str) -> Result<(), AwsError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let r = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| {
+                    AwsError::new(
+                        crate::aws::ErrorClass::Invalid,
+                        "dynamodb",
+                        "CreateTable",
+                        table,
+                        e.to_string(),
+                    )
+                })?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| {
+                    AwsError::new(
+                        crate::aws::ErrorClass::Invalid,
+                        "dynamodb",
+                        "CreateTable",
+                        table,
+                        e.to_string(),
+                    )
+                })?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = crate::aws_error!(aws_sdk_dynamodb, e, "dynamodb", "CreateTable", table);
+            if err.code.as_deref() == Some("ResourceInUseException") {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
 impl StateStore for DynamoStore {
     async fn load(&self, targets: &[String]) -> Result<HashMap<String, History>, AwsError> {
         let mut out = HashMap::new();
