@@ -8,6 +8,11 @@
 //!   binary in `main.rs`.
 //! - [`sources`], [`actuators`]: metric sources (CloudWatch, SQS) and capacity actuators
 //!   (ECS, EC2 Auto Scaling, Aurora, ALB) behind two small traits.
+//! - [`controller`]: the control loop (observe, decide, act, record), the history store
+//!   and the leader lease; [`fake`]: an in-memory AWS stand-in for tests and benchmarks.
+//! - [`forecast`]: the load forecaster of predictive policies (pure; daily and weekly
+//!   seasonality, trend, robust to outages and spikes).
+//! - [`emulator`]: the local AWS emulator (moto) for the integration tests and the demo.
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
 //!   errors.
@@ -16,5 +21,10 @@ pub mod actuators;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod controller;
+pub mod emulator;
+pub mod fake;
+pub mod forecast;
 pub mod policy;
 pub mod sources;
+pub mod util;

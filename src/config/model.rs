@@ -47,7 +47,6 @@ pub struct Lease {
     pub table: String,
     pub name: String,
     pub duration_secs: u64,
-    pub renew_interval_secs: u64,
 }
 
 impl Default for Lease {
@@ -57,7 +56,6 @@ impl Default for Lease {
             table: "capstan".into(),
             name: "default".into(),
             duration_secs: 30,
-            renew_interval_secs: 10,
         }
     }
 }

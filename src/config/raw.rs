@@ -47,10 +47,9 @@ pub struct RawLease {
     pub table: Option<String>,
     /// Lease name; replicas sharing a name elect one leader. Default "default".
     pub name: Option<String>,
-    /// How long a lease lives without renewal, e.g. "30s". Default 30s.
+    /// How long a lease lives without renewal, e.g. "30s"; at least two poll intervals
+    /// (the leader renews every tick). Default 30s.
     pub duration: Option<String>,
-    /// How often the leader renews, e.g. "10s"; must be under a third of `duration`. Default 10s.
-    pub renew_interval: Option<String>,
 }
 
 /// `[[target]]`: one scalable resource and how to scale it.

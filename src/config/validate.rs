@@ -325,17 +325,17 @@ fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
             g.lease.name = n.clone();
         }
         g.lease.duration_secs = ctx.duration(&l.duration, &lp.at("duration"), 30);
-        g.lease.renew_interval_secs = ctx.duration(&l.renew_interval, &lp.at("renew_interval"), 10);
-        if g.lease.renew_interval_secs == 0
-            || g.lease.renew_interval_secs * 3 > g.lease.duration_secs
-        {
+        if g.lease.duration_secs < 2 * g.poll_interval_secs {
             ctx.err(
-                &lp.at("renew_interval"),
+                &lp.at("duration"),
                 format!(
-                    "renew interval {}s must be positive and at most a third of the lease duration {}s",
-                    g.lease.renew_interval_secs, g.lease.duration_secs
+                    "a lease of {}s is shorter than two poll intervals ({}s each)",
+                    g.lease.duration_secs, g.poll_interval_secs
                 ),
-                Some("a leader must be able to miss two renewals without losing the lease".into()),
+                Some(
+                    "the leader renews the lease every tick; it must survive one missed renewal"
+                        .into(),
+                ),
             );
         }
     }

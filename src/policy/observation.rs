@@ -101,7 +101,11 @@ impl ForecastSeries {
 
     /// The highest load expected in `[from, to]`.
     pub fn max_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<f64> {
-        let first = self.index(from)?;
+        // A forecast starts at the bin boundary after it was made: from then on it covers.
+        let first = self.index(from.max(self.start))?;
+        if to < self.start {
+            return None;
+        }
         let last = self.index(to).unwrap_or(self.values.len() - 1);
         self.values[first..=last.max(first)]
             .iter()

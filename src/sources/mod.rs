@@ -2,6 +2,9 @@
 //! behind one small trait. Each returns capstan's own [`Reading`]s, never SDK types; the
 //! parsing of every response is a small pure function with its own tests.
 
+pub mod cloudwatch;
+pub mod sqs;
+
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -72,4 +75,71 @@ pub trait Source: Send + Sync {
         requests: &[MetricRequest<'_>],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Vec<Reading>> + Send;
+}
+
+/// Reads a metric's past, for the forecaster: `(period start, value)`, sorted.
+pub trait HistoryReader: Send + Sync {
+    fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> impl Future<Output = Result<Vec<(DateTime<Utc>, f64)>, crate::aws::AwsError>> + Send;
+}
+
+impl HistoryReader for cloudwatch::CloudWatchSource {
+    async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, crate::aws::AwsError> {
+        cloudwatch::CloudWatchSource::history(self, target, metric, from, to, period_secs).await
+    }
+}
+
+impl HistoryReader for AwsSources {
+    async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, crate::aws::AwsError> {
+        self.cloudwatch
+            .history(target, metric, from, to, period_secs)
+            .await
+    }
+}
+
+/// CloudWatch and SQS together: each request goes to the source that serves it.
+#[derive(Clone, Debug)]
+pub struct AwsSources {
+    pub cloudwatch: cloudwatch::CloudWatchSource,
+    pub sqs: sqs::SqsSource,
+}
+
+impl AwsSources {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        AwsSources {
+            cloudwatch: cloudwatch::CloudWatchSource::new(sdk),
+            sqs: sqs::SqsSource::new(sdk),
+        }
+    }
+}
+
+impl Source for AwsSources {
+    async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
+        let (mut a, b) = tokio::join!(
+            self.cloudwatch.read(requests, now),
+            self.sqs.read(requests, now)
+        );
+        a.extend(b);
+        a
+    }
 }

@@ -6,12 +6,9 @@
 //! Tests isolate themselves by unique resource names (see [`unique`]).
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use capstan::aws::{sdk_config, AwsSettings};
 
@@ -23,32 +20,14 @@ pub fn endpoint() -> &'static str {
         if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
             return url;
         }
-        start_moto()
+        let emu = capstan::emulator::Emulator::start(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .expect("start the emulator");
+        let url = emu.endpoint.clone();
+        // Statics are never dropped: the emulator's watchdog stops moto when this test
+        // process exits.
+        std::mem::forget(emu);
+        url
     })
-}
-
-fn start_moto() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(root.join("localstack/moto.sh")).arg("install").status().expect("run localstack/moto.sh install");
-    assert!(status.success(), "installing moto failed");
-    let venv = std::env::var("CAPSTAN_MOTO_VENV").unwrap_or_else(|_| root.join(".venv/moto").display().to_string());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // The watchdog shell ends moto when this test process is gone.
-    let script = r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!; while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null"#;
-    Command::new("bash")
-        .args(["-c", script, &format!("{venv}/bin/moto_server"), &port.to_string(), &std::process::id().to_string()])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return url;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("moto did not start on {url}");
 }
 
 /// SDK config pointed at the emulator with test credentials.
@@ -65,6 +44,14 @@ pub async fn sdk() -> aws_config::SdkConfig {
 /// A name no other test (or earlier run against the same emulator) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{}-{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
 }

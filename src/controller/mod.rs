@@ -1,0 +1,488 @@
+//! The control loop: every tick, observe all targets with batched calls, decide each with
+//! the pure core, and act where capacity must change — only as the leader, never in dry
+//! run, at most one change in flight per target, a failing target never delaying the
+//! others. Actions are absolute (set desired = N), so a retry or restart never doubles a step.
+//!
+//! [`Controller::tick`] does one round and returns what it did as a value; [`run`] drives
+//! ticks on an interval until shutdown, skipping late ticks rather than queueing them.
+
+pub mod lease;
+pub mod state;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::actuators::{Actuator, Applied, CapacityState};
+use crate::aws::AwsError;
+use crate::config::PolicyKind;
+use crate::config::{Config, Target};
+use crate::forecast;
+use crate::policy::{self, Decision, ForecastSeries, History, Observation};
+use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
+use crate::util::join_all;
+use lease::{Lease, LeaseState};
+use state::StateStore;
+
+/// Decisions kept for `/v1/decisions` and the status page.
+pub const DECISION_LOG_LEN: usize = 1000;
+
+/// What happened to a decision that wanted a change.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    Applied { applied: Applied },
+    Failed { error: AwsError },
+    Skipped { why: String },
+}
+
+/// One target's result of a tick.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    pub decision: Option<Decision>,
+    /// Set when the capacity was to change.
+    pub outcome: Option<Outcome>,
+    /// Why the target could not be decided this tick (its state could not be read).
+    pub error: Option<AwsError>,
+}
+
+/// What a tick did.
+#[derive(Clone, Debug, Serialize)]
+pub struct TickReport {
+    pub at: DateTime<Utc>,
+    pub leader: bool,
+    pub dry_run: bool,
+    pub results: Vec<TargetResult>,
+    pub lease_error: Option<AwsError>,
+    pub store_errors: Vec<AwsError>,
+    pub elapsed_ms: u64,
+}
+
+impl TickReport {
+    pub fn result(&self, target: &str) -> Option<&TargetResult> {
+        self.results.iter().find(|r| r.target == target)
+    }
+    /// Capacity changes carried out this tick.
+    pub fn applied(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Some(Outcome::Applied { .. })))
+            .count()
+    }
+}
+
+/// Knobs of the loop that are not part of the target config.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub dry_run: bool,
+    /// Time allowed for one capacity change.
+    pub action_timeout: Duration,
+    /// Log every decision, not only changes.
+    pub log_all: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dry_run: false,
+            action_timeout: Duration::from_secs(10),
+            log_all: false,
+        }
+    }
+}
+
+/// The controller: config, I/O behind traits, and the per-target histories.
+pub struct Controller<S, A, St, L> {
+    config: Config,
+    source: S,
+    actuator: A,
+    store: St,
+    lease: L,
+    options: Options,
+    histories: HashMap<String, History>,
+    loaded: bool,
+    forecasts: HashMap<String, ForecastSeries>,
+    /// When each predictive target's forecast is next refreshed, and what the last
+    /// refresh said (the model used, or why there is none).
+    forecast_due: HashMap<String, (DateTime<Utc>, String)>,
+    log: VecDeque<Decision>,
+    last_lease: Option<LeaseState>,
+}
+
+impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
+    pub fn new(
+        config: Config,
+        source: S,
+        actuator: A,
+        store: St,
+        lease: L,
+        options: Options,
+    ) -> Self {
+        let dry_run = options.dry_run || config.global.dry_run;
+        Controller {
+            config,
+            source,
+            actuator,
+            store,
+            lease,
+            options: Options { dry_run, ..options },
+            histories: HashMap::new(),
+            loaded: false,
+            forecasts: HashMap::new(),
+            forecast_due: HashMap::new(),
+            log: VecDeque::new(),
+            last_lease: None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.options.dry_run
+    }
+
+    /// The recent decisions, oldest first.
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
+        self.log.iter()
+    }
+
+    pub fn history(&self, target: &str) -> Option<&History> {
+        self.histories.get(target)
+    }
+
+    pub fn lease_state(&self) -> Option<&LeaseState> {
+        self.last_lease.as_ref()
+    }
+
+    /// Supplies the forecast a target's predictive policy uses from now on.
+    pub fn set_forecast(&mut self, target: &str, forecast: ForecastSeries) {
+        self.forecasts.insert(target.to_string(), forecast);
+    }
+
+    /// What the last forecast refresh of a target said (model used, or why none).
+    pub fn forecast_note(&self, target: &str) -> Option<&str> {
+        self.forecast_due.get(target).map(|(_, note)| note.as_str())
+    }
+
+    /// Refreshes the forecasts that are due: 14 days of 5-minute history in, 48 hours out.
+    /// A failure is retried after at most 15 minutes; the old forecast stays until then.
+    pub async fn refresh_forecasts(&mut self, now: DateTime<Utc>) {
+        let due: Vec<(String, String, u64)> = self
+            .config
+            .targets
+            .iter()
+            .filter_map(|t| {
+                t.policies.iter().find_map(|p| match &p.kind {
+                    PolicyKind::Predictive(pp) => {
+                        Some((t.name.clone(), p.metric.clone(), pp.refresh_secs))
+                    }
+                    _ => None,
+                })
+            })
+            .filter(|(name, _, _)| self.forecast_due.get(name).is_none_or(|(at, _)| *at <= now))
+            .collect();
+        let cfg = forecast::ForecastConfig::default();
+        for (name, metric, refresh) in due {
+            let Some(t) = self.config.target(&name) else {
+                continue;
+            };
+            let from = now - chrono::Duration::seconds(cfg.max_history_secs);
+            let result = self
+                .source
+                .history(t, &metric, from, now, cfg.step_secs as u64)
+                .await;
+            let (next, note) = match result {
+                Ok(points) => {
+                    let pts: Vec<forecast::Point> = points
+                        .iter()
+                        .map(|(at, v)| forecast::Point {
+                            at: at.timestamp(),
+                            value: *v,
+                        })
+                        .collect();
+                    match forecast::forecast(&pts, now.timestamp(), &cfg) {
+                        Ok(f) => {
+                            let series = ForecastSeries {
+                                start: DateTime::from_timestamp(f.start, 0).unwrap_or(now),
+                                step_secs: f.step_secs as u64,
+                                values: f.values,
+                            };
+                            self.forecasts.insert(name.clone(), series);
+                            (refresh, f.model)
+                        }
+                        Err(e) => (refresh.min(900), e.to_string()),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target_name = %name, error = %e, "forecast history not read");
+                    (refresh.min(900), e.to_string())
+                }
+            };
+            self.forecast_due
+                .insert(name, (now + chrono::Duration::seconds(next as i64), note));
+        }
+    }
+
+    /// Swaps in a new, already validated config. Histories of targets that remain are kept.
+    pub fn reload(&mut self, config: Config) {
+        let dry_run = self.options.dry_run || config.global.dry_run;
+        self.options.dry_run = dry_run;
+        self.histories
+            .retain(|name, _| config.target(name).is_some());
+        self.forecasts
+            .retain(|name, _| config.target(name).is_some());
+        // New targets' histories come from the store on the next tick.
+        self.loaded = false;
+        self.config = config;
+    }
+
+    /// Releases the lease (on shutdown).
+    pub async fn release(&self) -> Result<(), AwsError> {
+        self.lease.release().await
+    }
+
+    async fn load_histories(&mut self) -> Option<AwsError> {
+        let missing: Vec<String> = self
+            .config
+            .targets
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|n| !self.histories.contains_key(n))
+            .collect();
+        if missing.is_empty() {
+            self.loaded = true;
+            return None;
+        }
+        match self.store.load(&missing).await {
+            Ok(found) => {
+                self.histories.extend(found);
+                self.loaded = true;
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+
+    /// One round: lease, observe, decide, act, record.
+    pub async fn tick(&mut self, now: DateTime<Utc>) -> TickReport {
+        let started = Instant::now();
+        let mut store_errors = Vec::new();
+        // A leader that cannot renew its lease stops acting at once.
+        let (leader, lease_error) = match self.lease.acquire_or_renew(now).await {
+            Ok(s) => {
+                let l = s.leader;
+                self.last_lease = Some(s);
+                (l, None)
+            }
+            Err(e) => {
+                self.last_lease = None;
+                (false, Some(e))
+            }
+        };
+        if !self.loaded {
+            // Without the stored history the core treats targets as new, which holds
+            // scale-in for a window: safe, so the tick goes on.
+            store_errors.extend(self.load_histories().await);
+        }
+
+        let targets: Vec<&Target> = self.config.targets.iter().collect();
+        let requests = MetricRequest::all(&targets);
+        let (states, readings) = tokio::join!(
+            self.actuator.observe(&targets, now),
+            self.source.read(&requests, now)
+        );
+        let mut by_metric: HashMap<(&str, &str), &Reading> = HashMap::new();
+        for r in &readings {
+            by_metric.insert((r.target.as_str(), r.metric.as_str()), r);
+        }
+
+        // Decide every target.
+        let mut results = Vec::with_capacity(targets.len());
+        let mut to_act: Vec<(usize, &Target, u32, CapacityState)> = Vec::new();
+        for (t, state) in targets.iter().zip(states) {
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => {
+                    results.push(TargetResult {
+                        target: t.name.clone(),
+                        decision: None,
+                        outcome: None,
+                        error: Some(e),
+                    });
+                    continue;
+                }
+            };
+            let mut obs = Observation::new(now, state.desired);
+            obs.ready = Some(state.ready);
+            obs.scale_in_blocked = state.scale_in_blocked.clone();
+            for m in &t.metrics {
+                let sample = by_metric
+                    .get(&(t.name.as_str(), m.name.as_str()))
+                    .and_then(|r| r.sample);
+                obs.metrics.insert(m.name.clone(), sample);
+            }
+            obs.forecast = self.forecasts.get(&t.name).cloned();
+            let history = self.histories.get(&t.name).cloned().unwrap_or_default();
+            let d = policy::decide(t, &obs, &history);
+            let outcome = if d.desired == d.current {
+                None
+            } else if !leader {
+                Some(Outcome::Skipped {
+                    why: "follower: the leader acts".into(),
+                })
+            } else if self.options.dry_run {
+                Some(Outcome::Skipped {
+                    why: "dry run".into(),
+                })
+            } else if state.change_in_flight {
+                Some(Outcome::Skipped {
+                    why: "a change is still in flight".into(),
+                })
+            } else {
+                to_act.push((results.len(), t, d.desired, state));
+                None
+            };
+            results.push(TargetResult {
+                target: t.name.clone(),
+                decision: Some(d),
+                outcome,
+                error: None,
+            });
+        }
+
+        // Act on all targets that need it, concurrently, each with its own timeout.
+        let timeout = self.options.action_timeout;
+        let actuator = &self.actuator;
+        let outcomes = join_all(to_act.iter().map(|(_, t, desired, state)| async move {
+            match tokio::time::timeout(timeout, actuator.set_capacity(t, *desired, state, now))
+                .await
+            {
+                Ok(Ok(applied)) => Outcome::Applied { applied },
+                Ok(Err(error)) => Outcome::Failed { error },
+                Err(_) => Outcome::Failed {
+                    error: AwsError::new(
+                        crate::aws::ErrorClass::Transient,
+                        "capstan",
+                        "SetCapacity",
+                        &t.name,
+                        format!("no answer within {timeout:?}"),
+                    ),
+                },
+            }
+        }))
+        .await;
+        for ((i, ..), outcome) in to_act.iter().zip(outcomes) {
+            results[*i].outcome = Some(outcome);
+        }
+
+        // Record and persist histories; log.
+        let mut changed = Vec::new();
+        for r in &results {
+            let Some(d) = &r.decision else { continue };
+            let Some(t) = self.config.target(&r.target) else {
+                continue;
+            };
+            let acted = matches!(r.outcome, Some(Outcome::Applied { .. }));
+            let h = self.histories.entry(r.target.clone()).or_default();
+            h.record(t, d, acted);
+            changed.push(r.target.clone());
+            log_decision(d, r.outcome.as_ref(), self.options.log_all);
+            if self.log.len() == DECISION_LOG_LEN {
+                self.log.pop_front();
+            }
+            self.log.push_back(d.clone());
+        }
+        for r in &results {
+            if let Some(e) = &r.error {
+                tracing::warn!(target: "capstan::tick", target_name = %r.target, error = %e, "cannot observe target");
+            }
+        }
+        let store = &self.store;
+        let histories = &self.histories;
+        let saves = join_all(
+            changed
+                .iter()
+                .map(|name| async move { store.save(name, &histories[name]).await }),
+        )
+        .await;
+        store_errors.extend(saves.into_iter().filter_map(Result::err));
+        // After acting, so a slow history read never delays a reaction.
+        self.refresh_forecasts(now).await;
+
+        TickReport {
+            at: now,
+            leader,
+            dry_run: self.options.dry_run,
+            results,
+            lease_error,
+            store_errors,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
+    let outcome_text = match outcome {
+        None => "none".to_string(),
+        Some(Outcome::Applied { applied }) if applied.set != applied.requested => {
+            format!("applied {} (asked {})", applied.set, applied.requested)
+        }
+        Some(Outcome::Applied { .. }) => "applied".into(),
+        Some(Outcome::Failed { error }) => format!("failed: {error}"),
+        Some(Outcome::Skipped { why }) => format!("skipped: {why}"),
+    };
+    if outcome.is_some() {
+        tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason, "decision");
+    } else if all {
+        tracing::debug!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, reason = %d.reason, "decision");
+    }
+}
+
+/// Drives ticks every `interval` until `shutdown` turns true; new configs arriving on
+/// `reload` are swapped in between ticks. Late ticks are skipped, never queued. Each report
+/// is sent to `reports` when given (the HTTP endpoints read them). On shutdown the lease is
+/// released.
+pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease>(
+    mut controller: Controller<S, A, St, L>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut reload: mpsc::Receiver<Config>,
+    reports: Option<watch::Sender<Option<TickReport>>>,
+) -> Controller<S, A, St, L> {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            Some(cfg) = reload.recv() => {
+                tracing::info!(targets = cfg.targets.len(), "config reloaded");
+                controller.reload(cfg);
+                continue;
+            }
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let report = controller.tick(Utc::now()).await;
+        if let Some(e) = &report.lease_error {
+            tracing::warn!(error = %e, "lease not renewed: not acting this tick");
+        }
+        for e in &report.store_errors {
+            tracing::warn!(error = %e, "history store");
+        }
+        if let Some(tx) = &reports {
+            let _ = tx.send(Some(report));
+        }
+    }
+    if let Err(e) = controller.release().await {
+        tracing::warn!(error = %e, "releasing the lease");
+    }
+    controller
+}

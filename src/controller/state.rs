@@ -1,0 +1,115 @@
+//! Where the decision history lives between ticks and across restarts: in memory for tests
+//! and single-process use, in DynamoDB (the lease's table) for the daemon.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::aws::AwsError;
+use crate::policy::History;
+
+/// Loads and saves per-target histories.
+pub trait StateStore: Send + Sync {
+    /// Every stored history of the given targets (missing ones are simply absent).
+    fn load(
+        &self,
+        targets: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, History>, AwsError>> + Send;
+    /// Saves one target's history.
+    fn save(
+        &self,
+        target: &str,
+        history: &History,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Histories in process memory; clones share the same map (a restart of the controller
+/// within one process keeps them, as a test of restart safety needs).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<HashMap<String, History>>>,
+}
+
+impl StateStore for MemoryStore {
+    async fn load(&self, targets: &[String]) -> Result<HashMap<String, History>, AwsError> {
+        let m = self.inner.lock().expect("store lock");
+        Ok(targets
+            .iter()
+            .filter_map(|t| m.get(t).map(|h| (t.clone(), h.clone())))
+            .collect())
+    }
+    async fn save(&self, target: &str, history: &History) -> Result<(), AwsError> {
+        self.inner
+            .lock()
+            .expect("store lock")
+            .insert(target.to_string(), history.clone());
+        Ok(())
+    }
+}
+
+/// Histories as items of the DynamoDB table that also holds the lease: key `pk` =
+/// `history#<namespace>#<target>`, attribute `history` = JSON.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    namespace: String,
+}
+
+impl DynamoStore {
+    pub fn new(sdk: &aws_config::SdkConfig, table: &str, namespace: &str) -> Self {
+        DynamoStore {
+            client: aws_sdk_dynamodb::Client::new(sdk),
+            table: table.into(),
+            namespace: namespace.into(),
+        }
+    }
+
+    pub fn key(&self, target: &str) -> String {
+        format!("history#{}#{target}", self.namespace)
+    }
+}
+
+impl StateStore for DynamoStore {
+    async fn load(&self, targets: &[String]) -> Result<HashMap<String, History>, AwsError> {
+        let mut out = HashMap::new();
+        for t in targets {
+            let resp = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(self.key(t)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::aws_error!(aws_sdk_dynamodb, e, "dynamodb", "GetItem", &self.table)
+                })?;
+            if let Some(AttributeValue::S(json)) = resp.item().and_then(|i| i.get("history")) {
+                // A history that no longer parses (an older format) is dropped: the
+                // core then behaves as on first sight, which holds scale-in.
+                if let Ok(h) = serde_json::from_str::<History>(json) {
+                    out.insert(t.clone(), h);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn save(&self, target: &str, history: &History) -> Result<(), AwsError> {
+        let json = serde_json::to_string(history).expect("history serializes");
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(self.key(target)))
+            .item("history", AttributeValue::S(json))
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws_error!(aws_sdk_dynamodb, e, "dynamodb", "PutItem", &self.table)
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! An in-memory stand-in for AWS behind the [`Source`] and [`Actuator`] traits: stateful
+//! (capacity set is capacity observed), counting every call, with injectable faults and
+//! latency. Used by the controller tests, the benchmarks and the local dry runs; it is
+//! never used against real resources.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::actuators::{Actuator, Applied, CapacityState, Conflict};
+use crate::aws::{AwsError, ErrorClass};
+use crate::config::Target;
+use crate::policy::Sample;
+use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
+
+/// Calls made to the fake, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Calls {
+    pub observe_calls: u64,
+    pub observed_targets: u64,
+    pub read_calls: u64,
+    pub read_requests: u64,
+    pub history_calls: u64,
+    /// Mutating calls: (target, capacity set).
+    pub sets: Vec<(String, u32)>,
+    pub take_overs: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    capacity: HashMap<String, u32>,
+    /// Units that are ready; follows `capacity` unless pinned.
+    ready: HashMap<String, u32>,
+    metrics: HashMap<(String, String), Option<Sample>>,
+    blocked: HashMap<String, String>,
+    fail_observe: HashSet<String>,
+    fail_set: HashSet<String>,
+    fail_reads: HashSet<String>,
+    conflicts: HashMap<String, Vec<Conflict>>,
+    history: HashMap<(String, String), crate::sources::cloudwatch::Points>,
+    calls: Calls,
+}
+
+/// The fake cloud. Clones share state.
+#[derive(Clone, Debug, Default)]
+pub struct FakeCloud {
+    state: Arc<Mutex<State>>,
+    /// Latency of every call (simulated with a timer).
+    pub latency: Duration,
+}
+
+impl FakeCloud {
+    pub fn new() -> Self {
+        FakeCloud::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.lock().expect("fake lock"))
+    }
+
+    pub fn set_capacity_now(&self, target: &str, capacity: u32) {
+        self.with(|s| {
+            s.capacity.insert(target.into(), capacity);
+            s.ready.remove(target);
+        });
+    }
+    pub fn capacity(&self, target: &str) -> u32 {
+        self.with(|s| s.capacity.get(target).copied().unwrap_or(0))
+    }
+    /// Pins the ready count (e.g. units still starting).
+    pub fn set_ready(&self, target: &str, ready: u32) {
+        self.with(|s| s.ready.insert(target.into(), ready));
+    }
+    pub fn set_metric(&self, target: &str, metric: &str, value: Option<f64>) {
+        self.with(|s| {
+            s.metrics
+                .insert((target.into(), metric.into()), value.map(Sample::Value))
+        });
+    }
+    pub fn set_sample(&self, target: &str, metric: &str, sample: Option<Sample>) {
+        self.with(|s| s.metrics.insert((target.into(), metric.into()), sample));
+    }
+    pub fn block_scale_in(&self, target: &str, why: Option<&str>) {
+        self.with(|s| match why {
+            Some(w) => s.blocked.insert(target.into(), w.into()),
+            None => s.blocked.remove(target),
+        });
+    }
+    /// Makes observing, setting or reading the metrics of `target` fail (or succeed again).
+    pub fn fail(&self, target: &str, observe: bool, set: bool, reads: bool) {
+        self.with(|s| {
+            for (on, set_of) in [
+                (observe, &mut s.fail_observe),
+                (set, &mut s.fail_set),
+                (reads, &mut s.fail_reads),
+            ] {
+                if on {
+                    set_of.insert(target.into());
+                } else {
+                    set_of.remove(target);
+                }
+            }
+        });
+    }
+    pub fn add_conflict(&self, target: &str, what: &str) {
+        self.with(|s| {
+            s.conflicts
+                .entry(target.into())
+                .or_default()
+                .push(Conflict {
+                    resource: target.into(),
+                    what: what.into(),
+                })
+        });
+    }
+    /// The history the forecaster will read for a metric.
+    pub fn set_history(&self, target: &str, metric: &str, points: Vec<(DateTime<Utc>, f64)>) {
+        self.with(|s| s.history.insert((target.into(), metric.into()), points));
+    }
+    pub fn calls(&self) -> Calls {
+        self.with(|s| s.calls.clone())
+    }
+
+    async fn delay(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+}
+
+fn denied(target: &str, op: &'static str) -> AwsError {
+    AwsError::new(
+        ErrorClass::Transient,
+        "fake",
+        op,
+        target,
+        "injected failure",
+    )
+}
+
+impl Actuator for FakeCloud {
+    async fn observe(
+        &self,
+        targets: &[&Target],
+        _now: DateTime<Utc>,
+    ) -> Vec<Result<CapacityState, AwsError>> {
+        self.delay().await;
+        self.with(|s| {
+            s.calls.observe_calls += 1;
+            s.calls.observed_targets += targets.len() as u64;
+            targets
+                .iter()
+                .map(|t| {
+                    if s.fail_observe.contains(&t.name) {
+                        return Err(denied(&t.name, "Observe"));
+                    }
+                    let desired = *s.capacity.entry(t.name.clone()).or_insert(t.min);
+                    let ready = s.ready.get(&t.name).copied().unwrap_or(desired);
+                    Ok(CapacityState {
+                        desired,
+                        ready,
+                        pending: desired.saturating_sub(ready),
+                        scale_in_blocked: s.blocked.get(&t.name).cloned(),
+                        ..CapacityState::default()
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn set_capacity(
+        &self,
+        target: &Target,
+        desired: u32,
+        _state: &CapacityState,
+        _now: DateTime<Utc>,
+    ) -> Result<Applied, AwsError> {
+        self.delay().await;
+        self.with(|s| {
+            if s.fail_set.contains(&target.name) {
+                return Err(denied(&target.name, "SetCapacity"));
+            }
+            s.calls.sets.push((target.name.clone(), desired));
+            s.capacity.insert(target.name.clone(), desired);
+            s.ready.remove(&target.name);
+            Ok(Applied {
+                requested: desired,
+                set: desired,
+                notes: Vec::new(),
+            })
+        })
+    }
+
+    async fn conflicts(&self, target: &Target) -> Result<Vec<Conflict>, AwsError> {
+        Ok(self.with(|s| s.conflicts.get(&target.name).cloned().unwrap_or_default()))
+    }
+
+    async fn take_over(&self, target: &Target) -> Result<Vec<String>, AwsError> {
+        self.with(|s| {
+            s.calls.take_overs.push(target.name.clone());
+            s.conflicts.remove(&target.name);
+        });
+        Ok(vec![format!(
+            "suspended the fake scaling of {}",
+            target.name
+        )])
+    }
+}
+
+impl Source for FakeCloud {
+    async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
+        self.delay().await;
+        self.with(|s| {
+            s.calls.read_calls += 1;
+            s.calls.read_requests += requests.len() as u64;
+            requests
+                .iter()
+                .map(|r| {
+                    if s.fail_reads.contains(&r.target.name) {
+                        return Reading::missing(r, "injected failure");
+                    }
+                    match s
+                        .metrics
+                        .get(&(r.target.name.clone(), r.metric.name.clone()))
+                    {
+                        Some(Some(sample)) => Reading::ok(r, *sample, now),
+                        _ => Reading::missing(r, "no data"),
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+impl HistoryReader for FakeCloud {
+    async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        _period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
+        self.delay().await;
+        Ok(self.with(|s| {
+            s.calls.history_calls += 1;
+            let all = s
+                .history
+                .get(&(target.name.clone(), metric.to_string()))
+                .cloned()
+                .unwrap_or_default();
+            all.into_iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .collect()
+        }))
+    }
+}

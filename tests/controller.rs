@@ -1,0 +1,352 @@
+//! The control loop over the in-memory fake cloud: reaction within one tick, dry run,
+//! followers, failure isolation, restart safety and reloads.
+
+use std::sync::{Arc, Mutex};
+
+use capstan::aws::AwsError;
+use capstan::config::{self, Config};
+use capstan::controller::lease::{Lease, LeaseState, SoleLeader};
+use capstan::controller::state::MemoryStore;
+use capstan::controller::{Controller, Options, Outcome};
+use capstan::fake::FakeCloud;
+use chrono::{DateTime, Duration, Utc};
+
+fn cfg(extra_global: &str) -> Config {
+    let text = format!(
+        r#"
+[global]
+poll_interval = "15s"
+{extra_global}
+
+[[target]]
+name = "api"
+kind = "ecs_service"
+cluster = "shop"
+service = "api"
+min = 2
+max = 20
+[[target.metric]]
+name = "cpu"
+source = "ecs_cpu"
+[[target.policy]]
+type = "target_tracking"
+metric = "cpu"
+target_value = 50
+
+[[target]]
+name = "workers"
+kind = "ecs_service"
+cluster = "shop"
+service = "workers"
+min = 1
+max = 10
+[[target.metric]]
+name = "backlog"
+source = "sqs"
+queue = "orders"
+[[target.policy]]
+type = "target_tracking"
+metric = "backlog"
+target_per_unit = 10
+"#
+    );
+    config::from_str("test.toml", &text).unwrap_or_else(|d| panic!("{}", d[0]))
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-27T10:00:00Z".parse().unwrap()
+}
+
+fn controller(
+    cloud: &FakeCloud,
+    store: &MemoryStore,
+    options: Options,
+) -> Controller<FakeCloud, FakeCloud, MemoryStore, SoleLeader> {
+    Controller::new(
+        cfg(""),
+        cloud.clone(),
+        cloud.clone(),
+        store.clone(),
+        SoleLeader,
+        options,
+    )
+}
+
+#[tokio::test]
+async fn a_load_step_scales_out_within_one_tick() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    cloud.set_metric("workers", "backlog", Some(10.0));
+    let store = MemoryStore::default();
+    let mut c = controller(&cloud, &store, Options::default());
+    let r = c.tick(t0()).await;
+    assert_eq!(r.applied(), 0, "steady state: {:?}", r.results);
+    // The load doubles: the very next tick sets 8.
+    cloud.set_metric("api", "cpu", Some(100.0));
+    let r = c.tick(t0() + Duration::seconds(15)).await;
+    assert_eq!(cloud.capacity("api"), 8);
+    assert!(matches!(
+        r.result("api").unwrap().outcome,
+        Some(Outcome::Applied { .. })
+    ));
+    assert_eq!(cloud.calls().sets, vec![("api".to_string(), 8)]);
+}
+
+#[tokio::test]
+async fn dry_run_decides_but_never_calls_a_mutating_api() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    cloud.set_metric("workers", "backlog", Some(95.0));
+    let store = MemoryStore::default();
+    let mut c = Controller::new(
+        cfg("dry_run = true"),
+        cloud.clone(),
+        cloud.clone(),
+        store,
+        SoleLeader,
+        Options::default(),
+    );
+    for i in 0..20 {
+        let r = c.tick(t0() + Duration::seconds(15 * i)).await;
+        let api = r.result("api").unwrap();
+        assert_eq!(api.decision.as_ref().unwrap().desired, 8);
+        assert!(matches!(&api.outcome, Some(Outcome::Skipped { why }) if why == "dry run"));
+    }
+    assert!(
+        cloud.calls().sets.is_empty(),
+        "mutating calls: {:?}",
+        cloud.calls().sets
+    );
+    assert_eq!(cloud.capacity("api"), 4);
+    assert_eq!(
+        cloud.calls().observe_calls,
+        20,
+        "one batched observe per tick"
+    );
+}
+
+/// A lease whose holder a test decides.
+#[derive(Clone)]
+struct ScriptedLease(Arc<Mutex<Result<bool, ()>>>);
+
+impl Lease for ScriptedLease {
+    async fn acquire_or_renew(&self, _now: DateTime<Utc>) -> Result<LeaseState, AwsError> {
+        match *self.0.lock().unwrap() {
+            Ok(leader) => Ok(LeaseState {
+                leader,
+                holder: None,
+                fencing: 1,
+                expires: None,
+            }),
+            Err(()) => Err(AwsError::new(
+                capstan::aws::ErrorClass::Transient,
+                "dynamodb",
+                "PutItem",
+                "lease",
+                "unreachable",
+            )),
+        }
+    }
+    async fn release(&self) -> Result<(), AwsError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn followers_and_a_leader_that_lost_its_lease_never_act() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    let lease = ScriptedLease(Arc::new(Mutex::new(Ok(false))));
+    let mut c = Controller::new(
+        cfg(""),
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        lease.clone(),
+        Options::default(),
+    );
+    let r = c.tick(t0()).await;
+    assert!(!r.leader);
+    assert!(
+        matches!(&r.result("api").unwrap().outcome, Some(Outcome::Skipped { why }) if why.starts_with("follower"))
+    );
+    // The lease store is unreachable: the tick goes on, but nothing acts.
+    *lease.0.lock().unwrap() = Err(());
+    let r = c.tick(t0() + Duration::seconds(15)).await;
+    assert!(r.lease_error.is_some() && !r.leader);
+    assert!(cloud.calls().sets.is_empty());
+    *lease.0.lock().unwrap() = Ok(true);
+    c.tick(t0() + Duration::seconds(30)).await;
+    assert_eq!(cloud.capacity("api"), 8);
+}
+
+#[tokio::test]
+async fn a_failing_target_never_blocks_the_others() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    cloud.set_metric("workers", "backlog", Some(50.0));
+    cloud.fail("workers", true, false, false);
+    let mut c = controller(&cloud, &MemoryStore::default(), Options::default());
+    let r = c.tick(t0()).await;
+    assert!(r.result("workers").unwrap().error.is_some());
+    assert_eq!(cloud.capacity("api"), 8);
+    // Now setting fails for api; workers recovers and scales.
+    cloud.fail("workers", false, false, false);
+    cloud.fail("api", false, true, false);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    let r = c.tick(t0() + Duration::seconds(15)).await;
+    assert!(matches!(
+        r.result("api").unwrap().outcome,
+        Some(Outcome::Failed { .. })
+    ));
+    assert_eq!(cloud.capacity("workers"), 5);
+    assert_eq!(cloud.capacity("api"), 8);
+    // A failed action is not recorded as a scale event: the next tick tries again.
+    cloud.fail("api", false, false, false);
+    c.tick(t0() + Duration::seconds(30)).await;
+    assert_eq!(cloud.capacity("api"), 16);
+}
+
+#[tokio::test]
+async fn missing_metrics_never_scale_in() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 10);
+    let mut c = controller(&cloud, &MemoryStore::default(), Options::default());
+    for i in 0..40 {
+        c.tick(t0() + Duration::seconds(15 * i)).await;
+    }
+    assert_eq!(cloud.capacity("api"), 10);
+    assert!(cloud.calls().sets.iter().all(|(t, _)| t != "api"));
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_stabilization_history() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 10);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    let store = MemoryStore::default();
+    let mut c = controller(&cloud, &store, Options::default());
+    for i in 0..10 {
+        c.tick(t0() + Duration::seconds(15 * i)).await;
+    }
+    // Load drops; the 5-minute scale-down window holds the capacity...
+    cloud.set_metric("api", "cpu", Some(10.0));
+    c.tick(t0() + Duration::seconds(150)).await;
+    assert_eq!(cloud.capacity("api"), 10);
+    drop(c);
+    // ...and still holds it after a restart with the same store.
+    let mut c = controller(&cloud, &store, Options::default());
+    let r = c.tick(t0() + Duration::seconds(165)).await;
+    assert_eq!(
+        cloud.capacity("api"),
+        10,
+        "{}",
+        r.result("api").unwrap().decision.as_ref().unwrap().reason
+    );
+    // It scales in once the last recommendation of 10 (t = 135 s) is no longer strictly
+    // inside the 300 s window: t = 435 s. (Had the history been lost, the restart would
+    // have seeded a new window at 165 s and held until 465 s.)
+    let mut at = 180;
+    while cloud.capacity("api") == 10 && at < 600 {
+        c.tick(t0() + Duration::seconds(at)).await;
+        at += 15;
+    }
+    assert_eq!(cloud.capacity("api"), 2);
+    assert_eq!(at - 15, 435, "scaled in at {}s", at - 15);
+}
+
+#[tokio::test]
+async fn reload_keeps_histories_of_remaining_targets() {
+    let cloud = FakeCloud::new();
+    cloud.set_metric("api", "cpu", Some(50.0));
+    let store = MemoryStore::default();
+    let mut c = controller(&cloud, &store, Options::default());
+    c.tick(t0()).await;
+    assert!(c.history("api").is_some());
+    let mut smaller = cfg("");
+    smaller.targets.retain(|t| t.name == "api");
+    c.reload(smaller);
+    assert!(c.history("api").is_some());
+    assert!(c.history("workers").is_none());
+    let r = c.tick(t0() + Duration::seconds(15)).await;
+    assert_eq!(r.results.len(), 1);
+}
+
+#[tokio::test]
+async fn predictive_targets_get_forecasts_from_history_and_scale_ahead() {
+    let text = r#"
+[[target]]
+name = "shop"
+kind = "ecs_service"
+cluster = "shop"
+service = "shop"
+min = 1
+max = 50
+[[target.metric]]
+name = "rps"
+source = "cloudwatch"
+namespace = "Shop"
+metric_name = "Requests"
+[[target.policy]]
+type = "target_tracking"
+metric = "rps"
+target_per_unit = 100
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 100
+mode = "forecast_and_scale"
+schedule_ahead = "10m"
+"#;
+    let cfg = config::from_str("t.toml", text).unwrap();
+    let cloud = FakeCloud::new();
+    // 14 days of a daily cycle: 200 rps at night, 2000 rps from 12:00 to 14:00 UTC.
+    let now: DateTime<Utc> = "2026-11-27T11:52:00Z".parse().unwrap();
+    let day_start = now - Duration::days(14);
+    let points: Vec<(DateTime<Utc>, f64)> = (0..14 * 288)
+        .map(|i| {
+            let at = day_start + Duration::minutes(5 * i);
+            let h = (at.timestamp() % 86_400) / 3600;
+            (at, if (12..14).contains(&h) { 2000.0 } else { 200.0 })
+        })
+        .filter(|(at, _)| *at < now)
+        .collect();
+    cloud.set_history("shop", "rps", points);
+    cloud.set_capacity_now("shop", 2);
+    cloud.set_metric("shop", "rps", Some(200.0));
+    let mut c = Controller::new(
+        cfg,
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    // First tick: no forecast yet; it is fetched at the end of the tick.
+    c.tick(now).await;
+    assert_eq!(cloud.capacity("shop"), 2);
+    assert_eq!(cloud.calls().history_calls, 1);
+    assert!(
+        c.forecast_note("shop")
+            .unwrap()
+            .starts_with("seasonal-profile"),
+        "{:?}",
+        c.forecast_note("shop")
+    );
+    // 11:53: the 12:00 peak is within schedule_ahead (10 min): capacity goes up before the load.
+    c.tick(now + Duration::minutes(1)).await;
+    let cap = cloud.capacity("shop");
+    // The forecaster smooths the daily profile, so a step to 2000 rps shows as ~1700 at
+    // 12:00: well above the 2 units the night load needs.
+    assert!(
+        (15..=21).contains(&cap),
+        "capacity {cap} ahead of a 2000 rps peak at 100 per unit"
+    );
+    // Not refreshed again within the hour.
+    c.tick(now + Duration::minutes(2)).await;
+    assert_eq!(cloud.calls().history_calls, 1);
+}

@@ -1,0 +1,289 @@
+//! Metric sources against a real AWS emulator over HTTP (moto, or `AWS_ENDPOINT_URL`).
+
+mod common;
+
+use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+use capstan::config::{self, Config, Target};
+use capstan::policy::Sample;
+use capstan::sources::cloudwatch::{floor_to, CloudWatchSource};
+use capstan::sources::sqs::SqsSource;
+use capstan::sources::{AwsSources, MetricRequest, Source};
+use chrono::{Duration, Utc};
+
+/// Metric names are unique per test as well as namespaces: moto does not always keep
+/// namespaces apart when it aggregates.
+fn config(ns: &str, queue: &str, latency: &str) -> Config {
+    let text = format!(
+        r#"
+[[target]]
+name = "api"
+kind = "ecs_service"
+cluster = "shop"
+service = "api"
+min = 1
+max = 10
+[[target.metric]]
+name = "latency"
+source = "cloudwatch"
+namespace = "{ns}"
+metric_name = "{latency}"
+dimensions = {{ Service = "api" }}
+[[target.metric]]
+name = "alias"
+source = "expression"
+expression = "latency"
+[[target.metric]]
+name = "old"
+source = "cloudwatch"
+namespace = "{ns}"
+metric_name = "Old"
+[[target.metric]]
+name = "none"
+source = "cloudwatch"
+namespace = "{ns}"
+metric_name = "Nothing"
+[[target.metric]]
+name = "backlog"
+source = "sqs"
+queue = "{queue}"
+include_delayed = true
+[[target.metric]]
+name = "ghost"
+source = "sqs"
+queue = "{queue}-does-not-exist"
+[[target.policy]]
+type = "target_tracking"
+metric = "latency"
+target_value = 1
+"#
+    );
+    config::from_str("test.toml", &text).unwrap_or_else(|d| panic!("{}", d[0]))
+}
+
+async fn put(
+    cw: &aws_sdk_cloudwatch::Client,
+    ns: &str,
+    name: &str,
+    dims: &[(&str, &str)],
+    points: &[(chrono::DateTime<Utc>, f64)],
+) {
+    for chunk in points.chunks(500) {
+        let data: Vec<MetricDatum> = chunk
+            .iter()
+            .map(|(t, v)| {
+                let mut d = MetricDatum::builder()
+                    .metric_name(name)
+                    .value(*v)
+                    .timestamp(AwsTime::from_secs(t.timestamp()));
+                for (k, val) in dims {
+                    d = d.dimensions(Dimension::builder().name(*k).value(*val).build());
+                }
+                d.build()
+            })
+            .collect();
+        cw.put_metric_data()
+            .namespace(ns)
+            .set_metric_data(Some(data))
+            .send()
+            .await
+            .expect("PutMetricData");
+    }
+}
+
+#[tokio::test]
+async fn cloudwatch_newest_complete_point_expression_staleness_and_gaps() {
+    let sdk = common::sdk().await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let ns = common::unique("Capstan/Test");
+    let now = Utc::now();
+    let minute = floor_to(now, 60);
+    let latency = common::unique("Latency");
+    put(
+        &cw,
+        &ns,
+        &latency,
+        &[("Service", "api")],
+        &[
+            (minute - Duration::minutes(3), 10.0),
+            (minute - Duration::minutes(2), 20.0),
+            (minute - Duration::minutes(1), 30.0),
+        ],
+    )
+    .await;
+    put(
+        &cw,
+        &ns,
+        "Old",
+        &[],
+        &[(minute - Duration::minutes(10), 5.0)],
+    )
+    .await;
+    let cfg = config(&ns, "unused", &latency);
+    let t: &Target = &cfg.targets[0];
+    let reqs: Vec<MetricRequest> = t
+        .metrics
+        .iter()
+        .filter(|m| !m.name.contains("backlog") && m.name != "ghost")
+        .map(|m| MetricRequest {
+            target: t,
+            metric: m,
+        })
+        .collect();
+    let readings = CloudWatchSource::new(&sdk).read(&reqs, now).await;
+    let get = |n: &str| {
+        readings
+            .iter()
+            .find(|r| r.metric == n)
+            .unwrap_or_else(|| panic!("no reading for {n}: {readings:?}"))
+    };
+    assert_eq!(
+        get("latency").sample,
+        Some(Sample::Value(30.0)),
+        "{:?}",
+        get("latency")
+    );
+    assert_eq!(get("latency").at, Some(minute - Duration::minutes(1)));
+    assert_eq!(
+        get("alias").sample,
+        Some(Sample::Value(30.0)),
+        "{:?}",
+        get("alias")
+    );
+    assert!(
+        get("old")
+            .problem
+            .as_deref()
+            .unwrap()
+            .starts_with("no complete datapoint"),
+        "{:?}",
+        get("old")
+    );
+    assert!(get("none").sample.is_none());
+    assert_eq!(readings.len(), 4);
+}
+
+#[tokio::test]
+async fn cloudwatch_history_reads_days_at_five_minutes() {
+    let sdk = common::sdk().await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let ns = common::unique("Capstan/History");
+    let end = floor_to(Utc::now(), 300);
+    let points: Vec<(chrono::DateTime<Utc>, f64)> = (1..=600)
+        .map(|i| (end - Duration::minutes(5 * i), i as f64))
+        .collect();
+    let latency = common::unique("HistoryLatency");
+    put(&cw, &ns, &latency, &[("Service", "api")], &points).await;
+    let cfg = config(&ns, "unused", &latency);
+    let hist = CloudWatchSource::new(&sdk)
+        .history(
+            &cfg.targets[0],
+            "latency",
+            end - Duration::days(14),
+            end,
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(hist.len(), 600);
+    assert!(hist.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    assert_eq!(hist.last().unwrap(), &(end - Duration::minutes(5), 1.0));
+}
+
+#[tokio::test]
+async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
+    let sdk = common::sdk().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let name = common::unique("orders");
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    for i in 0..5 {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(format!("d{i}"))
+            .delay_seconds(120)
+            .send()
+            .await
+            .unwrap();
+    }
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(2)
+        .visibility_timeout(300)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 2);
+
+    let cfg = config("unused", &name, "x");
+    let t = &cfg.targets[0];
+    let reqs: Vec<MetricRequest> = t
+        .metrics
+        .iter()
+        .filter(|m| m.name == "backlog" || m.name == "ghost")
+        .map(|m| MetricRequest {
+            target: t,
+            metric: m,
+        })
+        .collect();
+    let readings = SqsSource::new(&sdk)
+        .with_concurrency(2)
+        .read(&reqs, Utc::now())
+        .await;
+    let backlog = readings.iter().find(|r| r.metric == "backlog").unwrap();
+    assert_eq!(
+        backlog.sample,
+        Some(Sample::Queue {
+            visible: 3.0,
+            in_flight: 2.0,
+            delayed: 3.0
+        }),
+        "{backlog:?}"
+    );
+    let ghost = readings.iter().find(|r| r.metric == "ghost").unwrap();
+    assert!(ghost.sample.is_none());
+    assert!(
+        ghost
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("sqs:GetQueueUrl"),
+        "{ghost:?}"
+    );
+    assert!(
+        ghost.problem.as_deref().unwrap().contains("not found"),
+        "{ghost:?}"
+    );
+
+    // By URL too, through the combined source, which answers every request once.
+    let by_url = config("unused", &url, "x");
+    let t = &by_url.targets[0];
+    let reqs = MetricRequest::all(&[t]);
+    let all = AwsSources::new(&sdk).read(&reqs, Utc::now()).await;
+    assert_eq!(all.len(), reqs.len());
+    let backlog = all.iter().find(|r| r.metric == "backlog").unwrap();
+    assert_eq!(
+        backlog.sample,
+        Some(Sample::Queue {
+            visible: 3.0,
+            in_flight: 2.0,
+            delayed: 3.0
+        })
+    );
+}
