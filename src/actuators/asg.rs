@@ -6,12 +6,15 @@
 //! (unprotected and InService, highest instance id first), deregisters them from every
 //! target group, and terminates them (`TerminateInstanceInAutoScalingGroup`, decrementing
 //! the desired capacity) only once the longest deregistration delay has passed, so no
-//! in-flight request is cut. The drain lives in the actuator's memory as a [`Drain`]; time
-//! comes from the caller's `now`, nothing sleeps.
+//! in-flight request is cut. The drain lives in the actuator's memory as a [`Drain`] and is
+//! finished by the first `observe` or `set_capacity` at or after its end; time comes from
+//! the caller's `now`, nothing sleeps. A process that restarts mid-drain forgets it: the
+//! drained instances keep running out of service, and `observe` points them out.
 
 use aws_sdk_autoscaling::Client;
 use chrono::{DateTime, Duration, Utc};
 
+use super::alb::TargetHealth;
 use super::CapacityState;
 use crate::aws::{AwsError, ErrorClass};
 use crate::aws_error;
@@ -99,12 +102,14 @@ impl GroupView {
     }
 }
 
-/// The capacity of a group. `healthy_targets` are the healthy target ids of the target's
-/// ALB target group, when it has one: then only the group's instances among them are ready.
-pub(crate) fn capacity(g: &GroupView, healthy_targets: Option<&[String]>) -> CapacityState {
+/// The capacity of a group. `tg_targets` are the targets of the target's ALB target group,
+/// when it has one: then only the group's InService instances healthy there are ready.
+pub(crate) fn capacity(g: &GroupView, tg_targets: Option<&[TargetHealth]>) -> CapacityState {
     let in_service = g.instances.iter().filter(|i| i.in_service());
-    let ready = match healthy_targets {
-        Some(healthy) => in_service.filter(|i| healthy.contains(&i.id)).count(),
+    let ready = match tg_targets {
+        Some(targets) => in_service
+            .filter(|i| targets.iter().any(|t| t.id == i.id && t.state == "healthy"))
+            .count(),
         None => in_service.count(),
     } as u32;
     let mut state = CapacityState {
@@ -192,6 +197,29 @@ pub(crate) fn choose_victims(g: &GroupView, n: usize, exclude: &[String]) -> Vec
     candidates.into_iter().take(n).map(str::to_string).collect()
 }
 
+/// InService instances of the group absent from its target group, other than `draining`
+/// ones: out of service with nobody to terminate them (a drain cut short by a restart).
+pub(crate) fn unregistered(
+    g: &GroupView,
+    tg_targets: &[TargetHealth],
+    draining: &[String],
+) -> Vec<String> {
+    g.instances
+        .iter()
+        .filter(|i| i.in_service() && !draining.contains(&i.id))
+        .filter(|i| !tg_targets.iter().any(|t| t.id == i.id))
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// The group as it is right after `ids` were terminated with a decrement.
+pub(crate) fn terminated(g: &mut GroupView, ids: &[String]) {
+    for i in g.instances.iter_mut().filter(|i| ids.contains(&i.id)) {
+        i.lifecycle = "Terminating".into();
+    }
+    g.desired = g.desired.saturating_sub(ids.len() as u32);
+}
+
 /// Instances taken out of their target groups, to be terminated at `until`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Drain {
@@ -230,7 +258,8 @@ pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
 }
 
 /// Shows a drain in the observed state: the desired capacity is what the group will run
-/// once the drained instances are gone, and no other change should start meanwhile.
+/// once the drained instances are gone, and scale-in is held meanwhile. Not a change in
+/// flight: a scale-out must not wait for the drain (it puts drained instances back first).
 pub(crate) fn apply_drain(
     state: &mut CapacityState,
     drain: &Drain,
@@ -242,7 +271,6 @@ pub(crate) fn apply_drain(
         return;
     }
     state.desired = g.desired.saturating_sub(live);
-    state.change_in_flight = true;
     state.scale_in_blocked = Some(if now < drain.until {
         format!(
             "draining {live} instance(s) until {}",
@@ -433,6 +461,13 @@ mod tests {
         }
     }
 
+    fn th(id: &str, state: &str) -> TargetHealth {
+        TargetHealth {
+            id: id.into(),
+            state: state.into(),
+        }
+    }
+
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
     }
@@ -465,9 +500,55 @@ mod tests {
             .any(|n| n.contains("1 instance(s) terminating")));
         assert_eq!(c.scale_in_blocked, None);
 
-        // Behind a target group only healthy targets of this group are ready.
-        let healthy = vec!["i-2".to_string(), "i-99".to_string()];
-        assert_eq!(capacity(&g, Some(&healthy)).ready, 1);
+        // Behind a target group only InService instances of this group healthy there are
+        // ready.
+        let targets = [
+            th("i-1", "initial"),
+            th("i-2", "healthy"),
+            th("i-3", "healthy"),
+            th("i-99", "healthy"),
+        ];
+        assert_eq!(capacity(&g, Some(&targets)).ready, 1);
+    }
+
+    #[test]
+    fn instances_out_of_the_target_group_are_found() {
+        let g = group(
+            4,
+            0,
+            10,
+            vec![
+                inst("i-1", "InService", false),
+                inst("i-2", "InService", false),
+                inst("i-3", "InService", false),
+                inst("i-4", "Pending", false),
+            ],
+        );
+        let targets = [th("i-1", "healthy"), th("i-4", "initial")];
+        assert_eq!(unregistered(&g, &targets, &[]), vec!["i-2", "i-3"]);
+        // Instances of the current drain are out on purpose.
+        assert_eq!(unregistered(&g, &targets, &["i-3".into()]), vec!["i-2"]);
+    }
+
+    #[test]
+    fn terminated_instances_leave_the_capacity() {
+        let mut g = group(
+            3,
+            0,
+            10,
+            vec![
+                inst("i-1", "InService", false),
+                inst("i-2", "InService", false),
+                inst("i-3", "InService", false),
+            ],
+        );
+        terminated(&mut g, &["i-3".into(), "i-2".into()]);
+        let c = capacity(&g, None);
+        assert_eq!((c.desired, c.ready), (1, 1));
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n == "2 instance(s) terminating or detaching"));
     }
 
     #[test]
@@ -581,11 +662,12 @@ mod tests {
         );
         assert_eq!(d.until, t0() + Duration::seconds(30));
 
-        // Observed while draining: desired is the capacity after the drain, scale-in held.
+        // Observed while draining: desired is the capacity after the drain, scale-in held;
+        // not a change in flight, so a scale-out is still asked for.
         let mut c = capacity(&g, None);
         apply_drain(&mut c, &d, &g, t0() + Duration::seconds(10));
         assert_eq!(c.desired, 2);
-        assert!(c.change_in_flight);
+        assert!(!c.change_in_flight);
         assert_eq!(
             c.scale_in_blocked.as_deref(),
             Some("draining 2 instance(s) until 2026-03-01T12:00:30Z")
@@ -642,7 +724,7 @@ mod tests {
         assert_eq!(drain_action(&d, &g, 2, t0()), DrainAction::Done);
         let mut c = capacity(&g, None);
         apply_drain(&mut c, &d, &g, t0());
-        assert_eq!((c.desired, c.change_in_flight), (3, false));
+        assert_eq!((c.desired, c.scale_in_blocked), (3, None));
 
         // One of two drained instances still there: only it is terminated.
         g.instances.push(inst("i-9", "InService", false));

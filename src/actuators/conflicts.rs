@@ -7,8 +7,11 @@
 //! - Auto Scaling groups: scaling policies and scheduled actions. Take-over suspends the
 //!   group's `AlarmNotification` (target tracking, step and simple policies) and
 //!   `ScheduledActions` processes. A predictive scaling policy in `ForecastAndScale` mode is
-//!   not stopped by either: it stays an active conflict until someone switches it to
-//!   `ForecastOnly` or deletes it, which capstan does not do on its own.
+//!   not stopped by either: it stays a conflict until someone switches it to `ForecastOnly`
+//!   or deletes it, which capstan does not do on its own.
+//!
+//! Only scaling that can act is a conflict: after a take-over, `conflicts` lists nothing
+//! but what could not be suspended.
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace, SuspendedState};
 
@@ -76,51 +79,46 @@ pub(crate) struct Named {
     pub detail: String,
 }
 
-/// The conflicts Application Auto Scaling presents on one resource.
+/// The Application Auto Scaling that can act on one resource now. Suspended parts are not
+/// conflicts: a scalable target with all three flags set, policies while dynamic scaling is
+/// suspended both ways, scheduled actions while scheduled scaling is suspended.
 pub(crate) fn aas_conflicts(
     key: &AasKey,
     target: Option<&AasTarget>,
     policies: &[Named],
     scheduled: &[Named],
 ) -> Vec<Conflict> {
+    // Without a scalable target, policies and schedules cannot act (nor exist, on AWS).
+    let Some(t) = target else {
+        return vec![];
+    };
     let resource = key.label();
+    let conflict = |what: String| Conflict {
+        resource: resource.clone(),
+        what,
+    };
     let mut out = Vec::new();
-    // Without a scalable target, policies and schedules cannot act (and cannot exist on AWS).
-    let dynamic_active =
-        target.is_some_and(|t| !(t.dynamic_in_suspended && t.dynamic_out_suspended));
-    let scheduled_active = target.is_some_and(|t| !t.scheduled_suspended);
-    if let Some(t) = target {
-        out.push(Conflict {
-            resource: resource.clone(),
-            what: format!(
-                "Application Auto Scaling scalable target (min {}, max {}){}",
-                t.min,
-                t.max,
-                if t.fully_suspended() {
-                    ", suspended"
-                } else {
-                    ""
-                }
-            ),
-            active: !t.fully_suspended(),
-        });
+    if !t.fully_suspended() {
+        out.push(conflict(format!(
+            "Application Auto Scaling scalable target (min {}, max {})",
+            t.min, t.max
+        )));
     }
-    for p in policies {
-        out.push(Conflict {
-            resource: resource.clone(),
-            what: format!("Application Auto Scaling policy {} ({})", p.name, p.detail),
-            active: dynamic_active,
-        });
+    if !(t.dynamic_in_suspended && t.dynamic_out_suspended) {
+        out.extend(policies.iter().map(|p| {
+            conflict(format!(
+                "Application Auto Scaling policy {} ({})",
+                p.name, p.detail
+            ))
+        }));
     }
-    for s in scheduled {
-        out.push(Conflict {
-            resource: resource.clone(),
-            what: format!(
+    if !t.scheduled_suspended {
+        out.extend(scheduled.iter().map(|s| {
+            conflict(format!(
                 "Application Auto Scaling scheduled action {} ({})",
                 s.name, s.detail
-            ),
-            active: scheduled_active,
-        });
+            ))
+        }));
     }
     out
 }
@@ -138,7 +136,8 @@ pub(crate) struct AsgPolicy {
 
 pub(crate) const TAKE_OVER_PROCESSES: [&str; 2] = ["AlarmNotification", "ScheduledActions"];
 
-/// The conflicts an Auto Scaling group's own scaling presents.
+/// The Auto Scaling group's own scaling that can act now. Disabled policies, predictive
+/// policies in `ForecastOnly` mode, and whatever a suspended process stops are left out.
 pub(crate) fn asg_conflicts(
     group: &str,
     suspended: &[String],
@@ -148,45 +147,32 @@ pub(crate) fn asg_conflicts(
     let resource = format!("autoscaling group {group}");
     let is_suspended = |p: &str| suspended.iter().any(|s| s == p);
     let mut out = Vec::new();
-    for p in policies {
-        let (active, why) = if !p.enabled {
-            (false, ", disabled")
-        } else if p.kind == "PredictiveScaling" {
-            // AlarmNotification does not stop predictive scaling; only its mode does.
-            match p.predictive_mode.as_deref() {
-                Some("ForecastOnly") => (false, ", forecast only"),
-                _ => (
-                    true,
-                    ", acts even with processes suspended: set it to ForecastOnly or delete it",
-                ),
+    for p in policies.iter().filter(|p| p.enabled) {
+        let what = if p.kind == "PredictiveScaling" {
+            // Suspending AlarmNotification does not stop predictive scaling; its mode does.
+            if p.predictive_mode.as_deref() == Some("ForecastOnly") {
+                continue;
             }
+            format!(
+                "Auto Scaling policy {} (PredictiveScaling, ForecastAndScale: not stopped by \
+                 suspending processes; set it to ForecastOnly or delete it)",
+                p.name
+            )
         } else if is_suspended("AlarmNotification") {
-            (false, ", AlarmNotification suspended")
+            continue;
         } else {
-            (true, "")
+            format!("Auto Scaling policy {} ({})", p.name, p.kind)
         };
         out.push(Conflict {
             resource: resource.clone(),
-            what: format!("Auto Scaling policy {} ({}{why})", p.name, p.kind),
-            active,
+            what,
         });
     }
-    for s in scheduled {
-        let active = !is_suspended("ScheduledActions");
-        out.push(Conflict {
+    if !is_suspended("ScheduledActions") {
+        out.extend(scheduled.iter().map(|s| Conflict {
             resource: resource.clone(),
-            what: format!(
-                "Auto Scaling scheduled action {} ({}{})",
-                s.name,
-                s.detail,
-                if active {
-                    ""
-                } else {
-                    ", ScheduledActions suspended"
-                }
-            ),
-            active,
-        });
+            what: format!("Auto Scaling scheduled action {} ({})", s.name, s.detail),
+        }));
     }
     out
 }
@@ -505,93 +491,96 @@ mod tests {
     }
 
     #[test]
-    fn aas_conflicts_active_until_suspended() {
+    fn aas_conflicts_until_suspended() {
         let key = AasKey::of(&Resource::EcsService {
             cluster: "shop".into(),
             service: "api".into(),
         })
         .unwrap();
-        assert!(aas_conflicts(&key, None, &[], &[]).is_empty());
+        let policies = [named("cpu", "TargetTrackingScaling")];
+        let scheduled = [named("night", "cron(0 22 * * ? *)")];
+        assert!(aas_conflicts(&key, None, &policies, &scheduled).is_empty());
 
         let mut t = AasTarget {
             min: 1,
             max: 10,
             ..AasTarget::default()
         };
-        let policies = [named("cpu", "TargetTrackingScaling")];
-        let scheduled = [named("night", "cron(0 22 * * ? *)")];
-        let c = aas_conflicts(&key, Some(&t), &policies, &scheduled);
-        assert_eq!(c.len(), 3);
-        assert!(c.iter().all(|c| c.active));
+        let what = |t: &AasTarget| -> Vec<String> {
+            aas_conflicts(&key, Some(t), &policies, &scheduled)
+                .into_iter()
+                .map(|c| {
+                    assert_eq!(
+                        c.resource,
+                        "ecs service/shop/api (ecs:service:DesiredCount)"
+                    );
+                    c.what
+                })
+                .collect()
+        };
         assert_eq!(
-            c[0].what,
-            "Application Auto Scaling scalable target (min 1, max 10)"
+            what(&t),
+            vec![
+                "Application Auto Scaling scalable target (min 1, max 10)",
+                "Application Auto Scaling policy cpu (TargetTrackingScaling)",
+                "Application Auto Scaling scheduled action night (cron(0 22 * * ? *))",
+            ]
         );
-        assert_eq!(
-            c[1].what,
-            "Application Auto Scaling policy cpu (TargetTrackingScaling)"
-        );
-        assert_eq!(
-            c[0].resource,
-            "ecs service/shop/api (ecs:service:DesiredCount)"
-        );
-
-        // Only scale-in suspended: the target and its policies still act.
+        // Only scale-in suspended: the policy still scales out.
         t.dynamic_in_suspended = true;
-        let c = aas_conflicts(&key, Some(&t), &policies, &scheduled);
-        assert!(c.iter().all(|c| c.active));
-
+        assert_eq!(what(&t).len(), 3);
         t.dynamic_out_suspended = true;
+        assert_eq!(
+            what(&t),
+            vec![
+                "Application Auto Scaling scalable target (min 1, max 10)",
+                "Application Auto Scaling scheduled action night (cron(0 22 * * ? *))",
+            ]
+        );
         t.scheduled_suspended = true;
-        let c = aas_conflicts(&key, Some(&t), &policies, &scheduled);
-        assert!(c.iter().all(|c| !c.active));
-        assert!(c[0].what.ends_with(", suspended"));
+        assert!(what(&t).is_empty());
     }
 
     #[test]
     fn asg_conflicts_follow_suspended_processes() {
+        let policy = |name: &str, kind: &str, enabled: bool, mode: Option<&str>| AsgPolicy {
+            name: name.into(),
+            kind: kind.into(),
+            enabled,
+            predictive_mode: mode.map(str::to_string),
+        };
         let policies = vec![
-            AsgPolicy {
-                name: "cpu".into(),
-                kind: "TargetTrackingScaling".into(),
-                enabled: true,
-                predictive_mode: None,
-            },
-            AsgPolicy {
-                name: "old".into(),
-                kind: "SimpleScaling".into(),
-                enabled: false,
-                predictive_mode: None,
-            },
-            AsgPolicy {
-                name: "forecast".into(),
-                kind: "PredictiveScaling".into(),
-                enabled: true,
-                predictive_mode: Some("ForecastAndScale".into()),
-            },
-            AsgPolicy {
-                name: "watch".into(),
-                kind: "PredictiveScaling".into(),
-                enabled: true,
-                predictive_mode: Some("ForecastOnly".into()),
-            },
+            policy("cpu", "TargetTrackingScaling", true, None),
+            policy("old", "SimpleScaling", false, None),
+            policy(
+                "forecast",
+                "PredictiveScaling",
+                true,
+                Some("ForecastAndScale"),
+            ),
+            policy("watch", "PredictiveScaling", true, Some("ForecastOnly")),
         ];
         let scheduled = [named("night", "0 22 * * *")];
-        let c = asg_conflicts("web", &[], &policies, &scheduled);
-        let active: Vec<bool> = c.iter().map(|c| c.active).collect();
-        assert_eq!(active, vec![true, false, true, false, true]);
-        assert_eq!(c[0].resource, "autoscaling group web");
-        assert_eq!(c[0].what, "Auto Scaling policy cpu (TargetTrackingScaling)");
+        let what = |suspended: &[String]| -> Vec<String> {
+            asg_conflicts("web", suspended, &policies, &scheduled)
+                .into_iter()
+                .map(|c| {
+                    assert_eq!(c.resource, "autoscaling group web");
+                    c.what
+                })
+                .collect()
+        };
+        let all = what(&[]);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], "Auto Scaling policy cpu (TargetTrackingScaling)");
+        assert!(all[1].starts_with("Auto Scaling policy forecast (PredictiveScaling"));
+        assert_eq!(all[2], "Auto Scaling scheduled action night (0 22 * * *)");
 
-        let suspended = vec![
-            "AlarmNotification".to_string(),
-            "ScheduledActions".to_string(),
-        ];
-        let c = asg_conflicts("web", &suspended, &policies, &scheduled);
-        let active: Vec<bool> = c.iter().map(|c| c.active).collect();
+        assert_eq!(what(&["ScheduledActions".into()]).len(), 2);
         // The ForecastAndScale policy is not stopped by suspended processes.
-        assert_eq!(active, vec![false, false, true, false, false]);
-        assert!(c[4].what.contains("ScheduledActions suspended"));
+        let left = what(&["AlarmNotification".into(), "ScheduledActions".into()]);
+        assert_eq!(left.len(), 1);
+        assert!(left[0].contains("set it to ForecastOnly or delete it"));
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! An ALB target group attached to a target is its readiness signal (healthy targets are
 //! ready capacity) and, for Auto Scaling groups, its draining step before scale-in.
 //!
-//! [`AwsActuators`] implements [`Actuator`] for every resource kind. `observe` and
-//! `conflicts` only read; `set_capacity` and `take_over` change AWS resources, so a dry run
-//! calls neither. A change that takes several steps (an Auto Scaling group's drain before
-//! scale-in) is carried forward by later `set_capacity` calls on the same target: while
-//! `CapacityState::change_in_flight` is set, the caller keeps calling `set_capacity` each
-//! tick with the capacity it decided, and the actuator advances the change (or waits) and
-//! starts nothing new.
+//! [`AwsActuators`] implements [`Actuator`] for every resource kind. `conflicts` only
+//! reads; `set_capacity` and `take_over` change AWS resources, so a dry run calls neither.
+//! `observe` reads, with one exception that never happens in a dry run: it finishes an Auto
+//! Scaling group drain that `set_capacity` started (terminating the drained instances once
+//! the target group's deregistration delay is over), because the caller asks for no change
+//! while scale-in is held and the drain must end anyway. A drain is no change in flight: it
+//! holds scale-in (`scale_in_blocked`) but a scale-out goes ahead, putting drained instances
+//! back into service first. Aurora reports `change_in_flight` while any instance of the
+//! cluster is not available; `set_capacity` then does nothing.
 
 mod alb;
 mod asg;
@@ -66,8 +68,6 @@ pub struct Conflict {
     pub resource: String,
     /// e.g. "Application Auto Scaling policy cpu-tracking (TargetTrackingScaling)".
     pub what: String,
-    /// Whether it can change capacity now; false once suspended (by a take-over) or disabled.
-    pub active: bool,
 }
 
 /// Reads and sets capacity. Implementations batch where the API allows.
@@ -88,14 +88,15 @@ pub trait Actuator: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Applied, AwsError>> + Send;
 
-    /// AWS's own scaling configured on the target's resource.
+    /// AWS's own scaling on the target's resource that can act now (suspended or disabled
+    /// scaling is left out).
     fn conflicts(
         &self,
         target: &Target,
     ) -> impl Future<Output = Result<Vec<Conflict>, AwsError>> + Send;
 
     /// Suspends AWS's own scaling on the resource; returns what was done. What cannot be
-    /// suspended stays an active [`Conflict`]: check `conflicts` again afterwards.
+    /// suspended stays a [`Conflict`]: check `conflicts` again afterwards.
     fn take_over(
         &self,
         target: &Target,
@@ -139,21 +140,40 @@ impl AwsActuators {
         self.drains.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Healthy target ids of each target group named, one call per group.
-    async fn healthy(
+    /// The targets of each target group named, one call per group.
+    async fn target_health(
         &self,
         mut target_groups: Vec<String>,
-    ) -> HashMap<String, Result<Vec<String>, AwsError>> {
+    ) -> HashMap<String, Result<Vec<alb::TargetHealth>, AwsError>> {
         target_groups.sort();
         target_groups.dedup();
         let mut out = HashMap::new();
         for tg in target_groups {
-            let r = alb::target_health(&self.elb, &tg)
-                .await
-                .map(|t| alb::healthy_ids(&t));
+            let r = alb::target_health(&self.elb, &tg).await;
             out.insert(tg, r);
         }
         out
+    }
+
+    /// Terminates the instances of a drain that are still in the group, decrementing its
+    /// desired capacity; forgets the drain once all are gone. Returns those terminated.
+    async fn finish_drain(
+        &self,
+        target: &str,
+        drain: &asg::Drain,
+        g: &asg::GroupView,
+    ) -> Result<Vec<String>, AwsError> {
+        let live = drain.live(g);
+        for (k, id) in live.iter().enumerate() {
+            if let Err(e) = asg::terminate(&self.autoscaling, id).await {
+                if let Some(d) = self.drains().get_mut(target) {
+                    d.instances.retain(|x| !live[..k].contains(x));
+                }
+                return Err(e);
+            }
+        }
+        self.drains().remove(target);
+        Ok(live)
     }
 
     async fn observe_ecs(&self, targets: &[&Target]) -> Indexed {
@@ -171,7 +191,7 @@ impl AwsActuators {
             .filter(|t| matches!(t.resource, Resource::EcsService { .. }))
             .filter_map(|t| t.alb_target_group.clone())
             .collect();
-        let health = self.healthy(tgs).await;
+        let health = self.target_health(tgs).await;
         let mut out = Vec::new();
         for (cluster, items) in by_cluster {
             for chunk in items.chunks(ecs::DESCRIBE_BATCH) {
@@ -187,7 +207,7 @@ impl AwsActuators {
                             let tg = targets[*i].alb_target_group.as_deref();
                             let state = r.and_then(|view| {
                                 let healthy = match tg.and_then(|tg| health.get(tg)) {
-                                    Some(Ok(ids)) => Some(ids.len() as u32),
+                                    Some(Ok(t)) => Some(alb::healthy_ids(t).len() as u32),
                                     Some(Err(e)) => return Err(e.clone()),
                                     None => None,
                                 };
@@ -230,39 +250,76 @@ impl AwsActuators {
             .iter()
             .filter_map(|(i, _)| targets[*i].alb_target_group.clone())
             .collect();
-        let health = self.healthy(tgs).await;
-        items
-            .iter()
-            .map(|(i, name)| {
-                let target = targets[*i];
-                let state = groups
-                    .iter()
-                    .find(|g| g.name == *name)
-                    .ok_or_else(|| asg::not_found(name))
-                    .and_then(|g| {
-                        let healthy = match target
-                            .alb_target_group
-                            .as_deref()
-                            .and_then(|tg| health.get(tg))
-                        {
-                            Some(Ok(ids)) => Some(ids.as_slice()),
-                            Some(Err(e)) => return Err(e.clone()),
-                            None => None,
-                        };
-                        let mut state = asg::capacity(g, healthy);
-                        let mut drains = self.drains();
-                        if let Some(d) = drains.get(&target.name) {
-                            if d.live(g).is_empty() {
-                                drains.remove(&target.name);
-                            } else {
-                                asg::apply_drain(&mut state, d, g, now);
-                            }
+        let health = self.target_health(tgs).await;
+        let mut out = Vec::new();
+        for (i, name) in items {
+            let target = targets[i];
+            let Some(mut g) = groups.iter().find(|g| g.name == name).cloned() else {
+                out.push((i, Err(asg::not_found(name))));
+                continue;
+            };
+            let tg = target.alb_target_group.as_deref();
+            let tg_targets = match tg.and_then(|tg| health.get(tg)) {
+                Some(Ok(t)) => Some(t.as_slice()),
+                Some(Err(e)) => {
+                    out.push((i, Err(e.clone())));
+                    continue;
+                }
+                None => None,
+            };
+            // A drain set_capacity started is finished here once its delay is over, so
+            // the instances go even while nothing else changes.
+            let mut notes = Vec::new();
+            let due = self
+                .drains()
+                .get(&target.name)
+                .filter(|d| now >= d.until)
+                .cloned();
+            if let Some(d) = due {
+                match self.finish_drain(&target.name, &d, &g).await {
+                    Ok(gone) => {
+                        if !gone.is_empty() {
+                            notes.push(format!(
+                                "drain over: terminated {} instance(s) {}",
+                                gone.len(),
+                                gone.join(", ")
+                            ));
                         }
-                        Ok(state)
-                    });
-                (*i, state)
-            })
-            .collect()
+                        asg::terminated(&mut g, &gone);
+                    }
+                    Err(e) => notes.push(format!(
+                        "terminating drained instances failed, retried on the next call: {e}"
+                    )),
+                }
+            }
+            let mut state = asg::capacity(&g, tg_targets);
+            state.notes.extend(notes);
+            let mut drains = self.drains();
+            let drain = drains.get(&target.name);
+            if let (Some(targets_now), Some(tg)) = (tg_targets, tg) {
+                if g.target_groups.iter().any(|a| a == tg) {
+                    let draining = drain.map(|d| d.instances.as_slice()).unwrap_or_default();
+                    let lost = asg::unregistered(&g, targets_now, draining);
+                    if !lost.is_empty() {
+                        state.notes.push(format!(
+                            "{} InService instance(s) not registered in the target group \
+                             (left by an interrupted drain?): {}",
+                            lost.len(),
+                            lost.join(", ")
+                        ));
+                    }
+                }
+            }
+            if let Some(d) = drain {
+                if d.live(&g).is_empty() {
+                    drains.remove(&target.name);
+                } else {
+                    asg::apply_drain(&mut state, d, &g, now);
+                }
+            }
+            out.push((i, Ok(state)));
+        }
+        out
     }
 
     async fn observe_aurora(&self, targets: &[&Target]) -> Indexed {
@@ -354,16 +411,8 @@ impl AwsActuators {
                         )],
                     });
                 }
-                asg::DrainAction::Terminate(ids) => {
-                    for (k, id) in ids.iter().enumerate() {
-                        if let Err(e) = asg::terminate(&self.autoscaling, id).await {
-                            if let Some(d) = self.drains().get_mut(&target.name) {
-                                d.instances.retain(|x| !ids[..k].contains(x));
-                            }
-                            return Err(e);
-                        }
-                    }
-                    self.drains().remove(&target.name);
+                asg::DrainAction::Terminate(_) => {
+                    let ids = self.finish_drain(&target.name, &d, &g).await?;
                     let set = g.desired.saturating_sub(ids.len() as u32);
                     notes.push(format!(
                         "drain over: terminated {} instance(s) {}",
