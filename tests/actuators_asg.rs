@@ -110,11 +110,11 @@ async fn scale_in_behind_a_target_group_drains_before_terminating() {
     assert_eq!(applied.set, 2);
     let victims = [all[2].clone(), all[1].clone()];
     assert!(
-        applied.notes[0].contains(&format!("deregistered {}, {}", victims[0], victims[1])),
+        applied.notes[0].starts_with(&format!("draining {}, {} out of", victims[0], victims[1])),
         "{:?}",
         applied.notes
     );
-    assert!(applied.notes[0].contains("terminating at 2026-03-01T12:00:30Z"));
+    assert!(applied.notes[0].contains("until 2026-03-01T12:00:30Z (deregistration delay 30 s)"));
 
     // Deregistered at once, still running in the group.
     let serving = healthy(&fx::target_health(&sdk, &tg).await);
@@ -240,19 +240,23 @@ async fn scale_out_during_a_drain_puts_drained_instances_back() {
 }
 
 #[tokio::test]
-async fn a_drain_cut_short_by_a_restart_is_reported() {
+async fn a_drain_cut_short_by_a_restart_is_reported_and_picked_up() {
     let sdk = common::sdk().await;
     let name = common::unique("web");
     let tg = fx::target_group(&sdk, TargetTypeEnum::Instance, 300).await;
     fx::asg(&sdk, &name, (0, 6, 3), &[&tg]).await;
     let all = ids(&fx::asg_state(&sdk, &name).await.1);
     let t = fx::target("web", asg(&name), Some(&tg));
+    // The first process drains the lowest id (the others are protected for the moment).
+    fx::protect(&sdk, &name, &all[1..]).await;
     {
         let act = AwsActuators::new(&sdk);
         let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
         act.set_capacity(&t, 2, &state, t0()).await.unwrap();
     }
-    // A new process knows nothing of the drain: it sees an instance out of service that
+    fx::set_protection(&sdk, &name, &all[1..], false).await;
+
+    // A new process knows nothing of that drain: it sees an instance out of service that
     // nobody will terminate, and says so.
     let act = AwsActuators::new(&sdk);
     let state = act
@@ -265,8 +269,52 @@ async fn a_drain_cut_short_by_a_restart_is_reported() {
     assert!(
         state.notes.iter().any(|n| n
             .starts_with("1 InService instance(s) not registered in the target group")
-            && n.ends_with(&all[2])),
+            && n.ends_with(&all[0])),
         "{:?}",
         state.notes
+    );
+
+    // Its next scale-in takes that instance first, not the highest id.
+    let applied = act
+        .set_capacity(&t, 2, &state, t0() + Duration::seconds(10))
+        .await
+        .unwrap();
+    assert!(
+        applied.notes[0].starts_with(&format!("draining {} out of", all[0])),
+        "{:?}",
+        applied.notes
+    );
+    act.observe(&[&t], t0() + Duration::seconds(310))
+        .await
+        .remove(0)
+        .unwrap();
+    let (desired, left) = fx::asg_state(&sdk, &name).await;
+    assert_eq!((desired, ids(&left)), (2, all[1..].to_vec()));
+}
+
+#[tokio::test]
+async fn without_a_deregistration_delay_scale_in_terminates_at_once() {
+    let sdk = common::sdk().await;
+    let name = common::unique("web");
+    let tg = fx::target_group(&sdk, TargetTypeEnum::Instance, 0).await;
+    fx::asg(&sdk, &name, (0, 6, 2), &[&tg]).await;
+    let all = ids(&fx::asg_state(&sdk, &name).await.1);
+    let act = AwsActuators::new(&sdk);
+    let t = fx::target("web", asg(&name), Some(&tg));
+
+    let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
+    let applied = act.set_capacity(&t, 1, &state, t0()).await.unwrap();
+    assert_eq!(applied.set, 1);
+    assert!(
+        applied.notes[0].starts_with(&format!("terminated {} once out of", all[1])),
+        "{:?}",
+        applied.notes
+    );
+    let (desired, left) = fx::asg_state(&sdk, &name).await;
+    assert_eq!((desired, ids(&left)), (1, vec![all[0].clone()]));
+    let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
+    assert_eq!(
+        (state.desired, state.ready, state.scale_in_blocked),
+        (1, 1, None)
     );
 }

@@ -184,17 +184,22 @@ pub(crate) fn plan_desired(g: &GroupView, requested: u32) -> Plan {
     Plan { set, notes }
 }
 
-/// Up to `n` instances to drain for a scale-in: InService and unprotected, highest instance
-/// id first (a deterministic choice), none of `exclude`.
-pub(crate) fn choose_victims(g: &GroupView, n: usize, exclude: &[String]) -> Vec<String> {
-    let mut candidates: Vec<&str> = g
+/// Up to `n` instances to drain for a scale-in: InService and unprotected; first those
+/// already out of the target groups (`out_of_service`, e.g. left by a drain a restart cut
+/// short), then the highest instance id first (a deterministic choice).
+pub(crate) fn choose_victims(g: &GroupView, n: usize, out_of_service: &[String]) -> Vec<String> {
+    let mut candidates: Vec<(bool, &str)> = g
         .instances
         .iter()
-        .filter(|i| i.in_service() && !i.protected && !exclude.contains(&i.id))
-        .map(|i| i.id.as_str())
+        .filter(|i| i.in_service() && !i.protected)
+        .map(|i| (!out_of_service.contains(&i.id), i.id.as_str()))
         .collect();
-    candidates.sort_unstable_by(|a, b| b.cmp(a));
-    candidates.into_iter().take(n).map(str::to_string).collect()
+    candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
+    candidates
+        .into_iter()
+        .take(n)
+        .map(|(_, id)| id.to_string())
+        .collect()
 }
 
 /// InService instances of the group absent from its target group, other than `draining`
@@ -220,26 +225,48 @@ pub(crate) fn terminated(g: &mut GroupView, ids: &[String]) {
     g.desired = g.desired.saturating_sub(ids.len() as u32);
 }
 
+/// Which of `victims` to deregister from which target group: those registered there.
+pub(crate) fn deregistrations(
+    victims: &[String],
+    registered: &[(String, Vec<TargetHealth>)],
+) -> Vec<(String, Vec<String>)> {
+    registered
+        .iter()
+        .map(|(tg, targets)| {
+            let ids = victims
+                .iter()
+                .filter(|v| targets.iter().any(|t| t.id == **v))
+                .cloned()
+                .collect();
+            (tg.clone(), ids)
+        })
+        .filter(|(_, ids): &(String, Vec<String>)| !ids.is_empty())
+        .collect()
+}
+
 /// Instances taken out of their target groups, to be terminated at `until`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Drain {
     pub instances: Vec<String>,
-    pub target_groups: Vec<String>,
+    /// The instances deregistered from each target group (put back on a scale-out).
+    pub deregistered: Vec<(String, Vec<String>)>,
     pub until: DateTime<Utc>,
 }
+
+/// Longer than any deregistration delay ALB allows (one hour).
+const MAX_DELAY_SECS: u64 = 86_400;
 
 impl Drain {
     pub(crate) fn new(
         instances: Vec<String>,
-        target_groups: Vec<String>,
+        deregistered: Vec<(String, Vec<String>)>,
         now: DateTime<Utc>,
         delay_secs: u64,
     ) -> Self {
-        let delay = Duration::seconds(i64::try_from(delay_secs).unwrap_or(i64::MAX / 1000));
         Drain {
             instances,
-            target_groups,
-            until: now + delay,
+            deregistered,
+            until: now + Duration::seconds(delay_secs.min(MAX_DELAY_SECS) as i64),
         }
     }
 
@@ -634,11 +661,35 @@ mod tests {
             ],
         );
         assert_eq!(choose_victims(&g, 2, &[]), vec!["i-0e", "i-0b"]);
-        assert_eq!(
-            choose_victims(&g, 9, &["i-0e".into()]),
-            vec!["i-0b", "i-0a"]
-        );
+        assert_eq!(choose_victims(&g, 9, &[]), vec!["i-0e", "i-0b", "i-0a"]);
         assert!(choose_victims(&g, 0, &[]).is_empty());
+        // Instances already out of the target group go first; protection still wins.
+        let out = ["i-0a".to_string(), "i-0c".to_string()];
+        assert_eq!(choose_victims(&g, 2, &out), vec!["i-0a", "i-0e"]);
+    }
+
+    #[test]
+    fn deregisters_victims_only_where_registered() {
+        let victims = vec!["i-1".to_string(), "i-2".to_string()];
+        let registered = vec![
+            (
+                "tg-a".to_string(),
+                vec![th("i-1", "healthy"), th("i-2", "unhealthy")],
+            ),
+            (
+                "tg-b".to_string(),
+                vec![th("i-2", "healthy"), th("i-3", "healthy")],
+            ),
+            ("tg-c".to_string(), vec![th("i-3", "healthy")]),
+        ];
+        assert_eq!(
+            deregistrations(&victims, &registered),
+            vec![
+                ("tg-a".to_string(), victims.clone()),
+                ("tg-b".to_string(), vec!["i-2".to_string()]),
+            ]
+        );
+        assert!(deregistrations(&[], &registered).is_empty());
     }
 
     #[test]
@@ -656,7 +707,7 @@ mod tests {
         );
         let d = Drain::new(
             vec!["i-4".into(), "i-3".into()],
-            vec!["arn:tg".into()],
+            vec![("arn:tg".into(), vec!["i-4".into(), "i-3".into()])],
             t0(),
             30,
         );
@@ -720,6 +771,10 @@ mod tests {
             ],
         );
         let d = Drain::new(vec!["i-3".into(), "i-9".into()], vec![], t0(), 300);
+        assert_eq!(
+            Drain::new(vec![], vec![], t0(), u64::MAX).until,
+            t0() + Duration::days(1)
+        );
         assert!(d.live(&g).is_empty());
         assert_eq!(drain_action(&d, &g, 2, t0()), DrainAction::Done);
         let mut c = capacity(&g, None);

@@ -14,6 +14,19 @@
 //! holds scale-in (`scale_in_blocked`) but a scale-out goes ahead, putting drained instances
 //! back into service first. Aurora reports `change_in_flight` while any instance of the
 //! cluster is not available; `set_capacity` then does nothing.
+//!
+//! IAM actions called. Reading: `ecs:DescribeServices`,
+//! `autoscaling:DescribeAutoScalingGroups`, `autoscaling:DescribePolicies`,
+//! `autoscaling:DescribeScheduledActions`, `rds:DescribeDBClusters`,
+//! `rds:DescribeDBInstances`, `elasticloadbalancing:DescribeTargetHealth`,
+//! `elasticloadbalancing:DescribeTargetGroupAttributes`,
+//! `application-autoscaling:DescribeScalableTargets`, `...:DescribeScalingPolicies`,
+//! `...:DescribeScheduledActions`. Changing: `ecs:UpdateService`,
+//! `autoscaling:SetDesiredCapacity`, `autoscaling:TerminateInstanceInAutoScalingGroup`,
+//! `elasticloadbalancing:DeregisterTargets`, `elasticloadbalancing:RegisterTargets`,
+//! `rds:CreateDBInstance`, `rds:AddTagsToResource` (tags on create), `rds:DeleteDBInstance`;
+//! take-over: `application-autoscaling:RegisterScalableTarget`,
+//! `autoscaling:SuspendProcesses`.
 
 mod alb;
 mod asg;
@@ -434,13 +447,18 @@ impl AwsActuators {
                     ids,
                     then_scale_out,
                 } => {
-                    for tg in &d.target_groups {
-                        alb::register(&self.elb, tg, &ids).await?;
+                    for (tg, out) in &d.deregistered {
+                        let back: Vec<String> =
+                            out.iter().filter(|x| ids.contains(x)).cloned().collect();
+                        alb::register(&self.elb, tg, &back).await?;
                     }
                     {
                         let mut drains = self.drains();
                         if let Some(d) = drains.get_mut(&target.name) {
                             d.instances.retain(|x| !ids.contains(x));
+                            for (_, out) in &mut d.deregistered {
+                                out.retain(|x| !ids.contains(x));
+                            }
                             if d.instances.is_empty() {
                                 drains.remove(&target.name);
                             }
@@ -485,7 +503,17 @@ impl AwsActuators {
 
         // Scale-in behind target groups: drain first.
         let wanted = (g.desired - plan.set) as usize;
-        let victims = asg::choose_victims(&g, wanted, &[]);
+        let mut registered = Vec::new();
+        for tg in target_groups {
+            let targets = alb::target_health(&self.elb, &tg).await?;
+            registered.push((tg, targets));
+        }
+        let everywhere: Vec<alb::TargetHealth> = registered
+            .iter()
+            .flat_map(|(_, t)| t.iter().cloned())
+            .collect();
+        let out_of_service = asg::unregistered(&g, &everywhere, &[]);
+        let victims = asg::choose_victims(&g, wanted, &out_of_service);
         if victims.len() < wanted {
             notes.push(format!(
                 "only {} of {wanted} instance(s) can be drained now (the others are protected \
@@ -497,14 +525,15 @@ impl AwsActuators {
             return Ok(applied(g.desired, notes));
         }
         let mut delay = 0;
-        for tg in &target_groups {
+        for (tg, _) in &registered {
             delay = delay.max(alb::deregistration_delay(&self.elb, tg).await?);
         }
-        for (k, tg) in target_groups.iter().enumerate() {
-            if let Err(e) = alb::deregister(&self.elb, tg, &victims).await {
+        let outs = asg::deregistrations(&victims, &registered);
+        for (k, (tg, ids)) in outs.iter().enumerate() {
+            if let Err(e) = alb::deregister(&self.elb, tg, ids).await {
                 // Undo the part done, so no instance is left out of service untracked.
-                for done in &target_groups[..k] {
-                    let _ = alb::register(&self.elb, done, &victims).await;
+                for (done, ids) in &outs[..k] {
+                    let _ = alb::register(&self.elb, done, ids).await;
                 }
                 return Err(e);
             }
@@ -515,14 +544,14 @@ impl AwsActuators {
                 asg::terminate(&self.autoscaling, id).await?;
             }
             notes.push(format!(
-                "deregistered and terminated {} (no deregistration delay)",
+                "terminated {} once out of the target group(s) (no deregistration delay)",
                 victims.join(", ")
             ));
         } else {
-            let d = asg::Drain::new(victims.clone(), target_groups, now, delay);
+            let d = asg::Drain::new(victims.clone(), outs, now, delay);
             notes.push(format!(
-                "deregistered {} from the target group(s); terminating at {} after the {delay} s \
-                 deregistration delay",
+                "draining {} out of the target group(s) until {} (deregistration delay \
+                 {delay} s), then terminating them",
                 victims.join(", "),
                 asg::fmt_time(d.until)
             ));

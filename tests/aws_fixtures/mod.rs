@@ -244,11 +244,15 @@ pub async fn asg_state(sdk: &SdkConfig, name: &str) -> (i32, Vec<(String, String
 }
 
 pub async fn protect(sdk: &SdkConfig, group: &str, instances: &[String]) {
+    set_protection(sdk, group, instances, true).await;
+}
+
+pub async fn set_protection(sdk: &SdkConfig, group: &str, instances: &[String], on: bool) {
     aws_sdk_autoscaling::Client::new(sdk)
         .set_instance_protection()
         .auto_scaling_group_name(group)
         .set_instance_ids(Some(instances.to_vec()))
-        .protected_from_scale_in(true)
+        .protected_from_scale_in(on)
         .send()
         .await
         .unwrap();
