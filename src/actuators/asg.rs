@@ -500,6 +500,55 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_group_from_the_sdk() {
+        use aws_sdk_autoscaling::types::{
+            AutoScalingGroup, Instance, LifecycleState, SuspendedProcess,
+        };
+        let g = AutoScalingGroup::builder()
+            .auto_scaling_group_name("web")
+            .min_size(1)
+            .max_size(8)
+            .desired_capacity(3)
+            .target_group_arns("arn:tg")
+            .instances(
+                Instance::builder()
+                    .instance_id("i-1")
+                    .lifecycle_state(LifecycleState::InService)
+                    .protected_from_scale_in(true)
+                    .build(),
+            )
+            .instances(
+                Instance::builder()
+                    .instance_id("i-2")
+                    .lifecycle_state(LifecycleState::PendingWait)
+                    .build(),
+            )
+            .suspended_processes(
+                SuspendedProcess::builder()
+                    .process_name("AlarmNotification")
+                    .build(),
+            )
+            .build();
+        let v = GroupView::from_sdk(&g);
+        assert_eq!(
+            v,
+            GroupView {
+                name: "web".into(),
+                desired: 3,
+                min: 1,
+                max: 8,
+                instances: vec![
+                    inst("i-1", "InService", true),
+                    inst("i-2", "Pending:Wait", false)
+                ],
+                target_groups: vec!["arn:tg".into()],
+                suspended: vec!["AlarmNotification".into()],
+            }
+        );
+        assert!(v.instances[1].pending());
+    }
+
+    #[test]
     fn capacity_counts_lifecycle_states() {
         let g = group(
             5,

@@ -412,6 +412,52 @@ mod tests {
     }
 
     #[test]
+    fn reads_cluster_and_instances_from_the_sdk() {
+        use aws_sdk_rds::types::{DbCluster, DbClusterMember, DbInstance};
+        let c = DbCluster::builder()
+            .db_cluster_identifier("orders")
+            .engine("aurora-postgresql")
+            .db_cluster_members(
+                DbClusterMember::builder()
+                    .db_instance_identifier("orders-1")
+                    .is_cluster_writer(true)
+                    .build(),
+            )
+            .db_cluster_members(
+                DbClusterMember::builder()
+                    .db_instance_identifier("orders-2")
+                    .build(),
+            )
+            .build();
+        let v = ClusterView::from_sdk(&c);
+        assert_eq!(v.engine, "aurora-postgresql");
+        assert_eq!(
+            v.members,
+            vec![
+                ("orders-1".to_string(), true),
+                ("orders-2".to_string(), false)
+            ]
+        );
+        let i = DbInstance::builder()
+            .db_instance_identifier("orders-2")
+            .db_cluster_identifier("orders")
+            .db_instance_status("creating")
+            .db_instance_class("db.r6g.large")
+            .tag_list(Tag::builder().key(MANAGED_TAG).value("true").build())
+            .tag_list(Tag::builder().key(TARGET_TAG).value("db").build())
+            .build();
+        assert_eq!(
+            DbInstanceView::from_sdk(&i),
+            inst(
+                "orders-2",
+                "orders",
+                "creating",
+                &[(MANAGED_TAG, "true"), (TARGET_TAG, "db")]
+            )
+        );
+    }
+
+    #[test]
     fn nodes_join_members_and_instances() {
         let cluster = ClusterView {
             id: "orders".into(),

@@ -229,6 +229,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_service_from_the_sdk() {
+        use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
+        let s = Service::builder()
+            .service_name("api")
+            .service_arn("arn:aws:ecs:us-east-1:111122223333:service/shop/api")
+            .status("ACTIVE")
+            .desired_count(5)
+            .running_count(4)
+            .pending_count(-1)
+            .deployments(
+                Deployment::builder()
+                    .status("PRIMARY")
+                    .rollout_state(DeploymentRolloutState::InProgress)
+                    .build(),
+            )
+            .deployments(Deployment::builder().status("ACTIVE").build())
+            .build();
+        let v = ServiceView::from_sdk(&s);
+        assert_eq!((v.name.as_str(), v.status.as_str()), ("api", "ACTIVE"));
+        // A negative count (never sent by AWS) reads as zero.
+        assert_eq!((v.desired, v.running, v.pending), (5, 4, 0));
+        assert_eq!(
+            v.deployments,
+            vec![dep("PRIMARY", Some("IN_PROGRESS")), dep("ACTIVE", None)]
+        );
+    }
+
+    #[test]
     fn detects_deployments_in_progress() {
         assert!(!deployment_in_progress(&[]));
         assert!(!deployment_in_progress(&[dep(
