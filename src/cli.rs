@@ -20,6 +20,10 @@ pub const EXIT_INVALID: i32 = 2;
     about = "AWS-native autoscaling control plane: target tracking, step, scheduled and predictive policies, with an explanation for every decision"
 )]
 pub struct Cli {
+    /// Log format: `json` (one object per line, for CloudWatch Logs), `text`, or `auto`
+    /// (text on a terminal, JSON otherwise). Verbosity comes from CAPSTAN_LOG (e.g. `debug`).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "json", "text"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -35,6 +39,25 @@ pub enum Command {
     },
     /// Print the JSON Schema of the config file format (for editor completion).
     Schema,
+    /// Run the daemon: every poll interval observe all targets, decide, and act.
+    ///
+    /// Uses the AWS SDK's standard credential chain and region, and AWS_ENDPOINT_URL when
+    /// set. SIGHUP reloads the config (an invalid one is refused and the old one keeps
+    /// running); SIGTERM or SIGINT finish the tick, release the lease and exit 0.
+    Run {
+        /// Config file or directory.
+        #[arg(long, required = true)]
+        config: Vec<PathBuf>,
+        /// Decide and log, never call a mutating AWS API (also `dry_run = true` in config).
+        #[arg(long)]
+        dry_run: bool,
+        /// Log every decision, not only changes.
+        #[arg(long)]
+        log_all: bool,
+        /// Stop after this many ticks (for tests).
+        #[arg(long, hide = true)]
+        ticks: Option<u64>,
+    },
     /// Feed observations (JSON Lines) to the decision core and print one decision per line.
     ///
     /// Each input line is like
@@ -68,6 +91,32 @@ pub fn run(cli: Cli) -> i32 {
                 serde_json::to_string_pretty(&config::json_schema()).expect("schema serializes")
             );
             0
+        }
+        Command::Run {
+            config,
+            dry_run,
+            log_all,
+            ticks,
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return 1;
+                }
+            };
+            rt.block_on(crate::daemon::serve(
+                config,
+                crate::daemon::RunOptions {
+                    dry_run,
+                    log_all,
+                    max_ticks: ticks,
+                },
+            ))
         }
         Command::Decide {
             config,
@@ -242,4 +291,27 @@ fn decide(
         }
     }
     0
+}
+
+/// Starts logging to standard error: JSON lines or readable text.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let json = match format {
+        "json" => true,
+        "text" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }

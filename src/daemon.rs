@@ -28,7 +28,11 @@ pub struct RunOptions {
 
 /// Drops targets whose resource AWS already scales, unless `takeover = true`, in which case
 /// AWS's own scaling is suspended first. Returns the config to run.
-pub async fn resolve_conflicts<A: Actuator>(actuator: &A, mut cfg: Config, dry_run: bool) -> Config {
+pub async fn resolve_conflicts<A: Actuator>(
+    actuator: &A,
+    mut cfg: Config,
+    dry_run: bool,
+) -> Config {
     let mut keep = Vec::new();
     for t in cfg.targets.drain(..) {
         match actuator.conflicts(&t).await {
@@ -49,7 +53,9 @@ pub async fn resolve_conflicts<A: Actuator>(actuator: &A, mut cfg: Config, dry_r
                         tracing::warn!(target_name = %t.name, done = ?done, "took over from AWS's own scaling");
                         keep.push(t);
                     }
-                    Err(e) => tracing::error!(target_name = %t.name, error = %e, "could not suspend AWS's scaling: not managing this target"),
+                    Err(e) => {
+                        tracing::error!(target_name = %t.name, error = %e, "could not suspend AWS's scaling: not managing this target")
+                    }
                 }
             }
             Err(e) => {
@@ -74,25 +80,46 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
             return crate::cli::EXIT_INVALID;
         }
     };
-    let sdk = sdk_config(&AwsSettings { region: cfg.global.region.clone(), ..AwsSettings::default() }).await;
+    let sdk = sdk_config(&AwsSettings {
+        region: cfg.global.region.clone(),
+        ..AwsSettings::default()
+    })
+    .await;
     let sources = AwsSources::new(&sdk);
     let actuators = AwsActuators::new(&sdk);
     let dry_run = opts.dry_run || cfg.global.dry_run;
     let cfg = resolve_conflicts(&actuators, cfg, dry_run).await;
     let lease = cfg.global.lease.clone();
-    tracing::info!(targets = cfg.targets.len(), dry_run, lease = lease.enabled, "capstan starting");
+    tracing::info!(
+        targets = cfg.targets.len(),
+        dry_run,
+        lease = lease.enabled,
+        "capstan starting"
+    );
     if lease.enabled {
         let owner = format!("{}-{}", hostname(), std::process::id());
         let store = DynamoStore::new(&sdk, &lease.table, &lease.name);
         let l = DynamoLease::new(&sdk, &lease.table, &lease.name, &owner, lease.duration_secs);
         drive(paths, cfg, sources, actuators, store, l, opts).await
     } else {
-        drive(paths, cfg, sources, actuators, MemoryStore::default(), SoleLeader, opts).await
+        drive(
+            paths,
+            cfg,
+            sources,
+            actuators,
+            MemoryStore::default(),
+            SoleLeader,
+            opts,
+        )
+        .await
     }
 }
 
 fn hostname() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "capstan".into())
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "capstan".into())
 }
 
 async fn drive<St: StateStore + 'static, L: Lease + 'static>(
@@ -105,7 +132,11 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     opts: RunOptions,
 ) -> i32 {
     let interval = Duration::from_secs(cfg.global.poll_interval_secs);
-    let options = Options { dry_run: opts.dry_run, log_all: opts.log_all, ..Options::default() };
+    let options = Options {
+        dry_run: opts.dry_run,
+        log_all: opts.log_all,
+        ..Options::default()
+    };
     let mut controller = Controller::new(cfg, sources, actuators, store, lease, options);
     if let Some(n) = opts.max_ticks {
         let mut ticker = tokio::time::interval(interval);
@@ -128,7 +159,11 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
 /// SIGHUP: validate and send a new config; SIGTERM/SIGINT: shut down.
 async fn signals(paths: Vec<PathBuf>, shutdown: watch::Sender<bool>, reload: mpsc::Sender<Config>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

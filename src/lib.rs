@@ -12,6 +12,7 @@
 //!   and the leader lease; [`fake`]: an in-memory AWS stand-in for tests and benchmarks.
 //! - [`forecast`]: the load forecaster of predictive policies (pure; daily and weekly
 //!   seasonality, trend, robust to outages and spikes).
+//! - [`daemon`]: `capstan run`, the long-running service (signals, reload, conflicts).
 //! - [`emulator`]: the local AWS emulator (moto) for the integration tests and the demo.
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
@@ -22,6 +23,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod daemon;
 pub mod emulator;
 pub mod fake;
 pub mod forecast;

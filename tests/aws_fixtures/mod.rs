@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use aws_config::SdkConfig;
-use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use aws_sdk_elasticloadbalancingv2::types::{
     ProtocolEnum, TargetDescription, TargetGroupAttribute, TargetTypeEnum,
 };
@@ -74,32 +73,7 @@ pub fn default_vpc_id(sdk: &SdkConfig) -> String {
 
 /// An ECS cluster (created if needed) with one EC2-launch-type service.
 pub async fn ecs_service(sdk: &SdkConfig, cluster: &str, service: &str, desired: i32) {
-    let ecs = aws_sdk_ecs::Client::new(sdk);
-    ecs.create_cluster()
-        .cluster_name(cluster)
-        .send()
-        .await
-        .unwrap();
-    let family = common::unique("td");
-    ecs.register_task_definition()
-        .family(&family)
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("nginx")
-                .memory(128)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    ecs.create_service()
-        .cluster(cluster)
-        .service_name(service)
-        .task_definition(&family)
-        .desired_count(desired)
-        .launch_type(LaunchType::Ec2)
-        .send()
+    capstan::emulator::create_ecs_service(sdk, cluster, service, desired)
         .await
         .unwrap();
 }
@@ -188,32 +162,8 @@ pub async fn target_health(sdk: &SdkConfig, target_group: &str) -> Vec<(String, 
 
 /// An Auto Scaling group from a launch configuration in one zone, optionally attached to
 /// target groups.
-pub async fn asg(
-    sdk: &SdkConfig,
-    name: &str,
-    (min, max, desired): (i32, i32, i32),
-    target_groups: &[&str],
-) {
-    let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
-    let lc = common::unique("lc");
-    autoscaling
-        .create_launch_configuration()
-        .launch_configuration_name(&lc)
-        .image_id("ami-12345678")
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .unwrap();
-    autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(name)
-        .launch_configuration_name(&lc)
-        .min_size(min)
-        .max_size(max)
-        .desired_capacity(desired)
-        .availability_zones(format!("{}a", region(sdk)))
-        .set_target_group_arns(Some(target_groups.iter().map(|s| s.to_string()).collect()))
-        .send()
+pub async fn asg(sdk: &SdkConfig, name: &str, sizes: (i32, i32, i32), target_groups: &[&str]) {
+    capstan::emulator::create_asg(sdk, name, sizes, target_groups)
         .await
         .unwrap();
 }
@@ -258,34 +208,20 @@ pub async fn set_protection(sdk: &SdkConfig, group: &str, instances: &[String], 
         .unwrap();
 }
 
-pub const WRITER_CLASS: &str = "db.r6g.large";
+pub const WRITER_CLASS: &str = capstan::emulator::WRITER_CLASS;
 
 /// An Aurora PostgreSQL cluster with its writer `<cluster>-writer`.
 pub async fn aurora_cluster(sdk: &SdkConfig, cluster: &str) {
-    let rds = aws_sdk_rds::Client::new(sdk);
-    rds.create_db_cluster()
-        .db_cluster_identifier(cluster)
-        .engine("aurora-postgresql")
-        .master_username("capstan")
-        .master_user_password("not-a-secret-1")
-        .send()
+    capstan::emulator::create_aurora_cluster(sdk, cluster)
         .await
         .unwrap();
-    db_instance(sdk, cluster, &format!("{cluster}-writer"), &[]).await;
 }
 
 /// An instance in the cluster (the first one becomes the writer), with tags.
 pub async fn db_instance(sdk: &SdkConfig, cluster: &str, id: &str, tags: &[(&str, &str)]) {
-    let mut req = aws_sdk_rds::Client::new(sdk)
-        .create_db_instance()
-        .db_instance_identifier(id)
-        .db_cluster_identifier(cluster)
-        .engine("aurora-postgresql")
-        .db_instance_class(WRITER_CLASS);
-    for (k, v) in tags {
-        req = req.tags(aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build());
-    }
-    req.send().await.unwrap();
+    capstan::emulator::create_db_instance(sdk, cluster, id, tags)
+        .await
+        .unwrap();
 }
 
 /// An instance of a cluster as read back: id, writer flag, class, engine, tags.
