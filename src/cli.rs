@@ -39,6 +39,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of the config file format (for editor completion).
     Schema,
+    /// The local demo: start the AWS emulator, provision a small shop, drive a flash sale
+    /// and show capstan scaling each target out and back in, with reasons (about two
+    /// minutes; needs python3 for the emulator; run from the repository root).
+    Demo {
+        /// How long the sale lasts, in seconds.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+    },
     /// Run the daemon: every poll interval observe all targets, decide, and act.
     ///
     /// Uses the AWS SDK's standard credential chain and region, and AWS_ENDPOINT_URL when
@@ -92,22 +100,19 @@ pub fn run(cli: Cli) -> i32 {
             );
             0
         }
+        Command::Demo { seconds } => match runtime() {
+            Ok(rt) => rt.block_on(crate::demo::run(std::path::Path::new("."), seconds)),
+            Err(code) => code,
+        },
         Command::Run {
             config,
             dry_run,
             log_all,
             ticks,
         } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return 1;
-                }
+                Err(code) => return code,
             };
             rt.block_on(crate::daemon::serve(
                 config,
@@ -293,10 +298,32 @@ fn decide(
     0
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            1
+        })
+}
+
+impl Cli {
+    /// The log level when CAPSTAN_LOG is not set: the daemon logs its decisions (info);
+    /// the one-shot commands print their own output and log only problems.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Run { .. } => "info",
+            _ => "warn",
+        }
+    }
+}
+
 /// Starts logging to standard error: JSON lines or readable text.
-pub fn init_logging(format: &str) {
+pub fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| default_level.into());
     let json = match format {
         "json" => true,
         "text" => false,

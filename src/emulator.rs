@@ -35,7 +35,7 @@ impl Emulator {
             .port();
         // The shell waits for its parent (this process) and ends moto when it is gone, so
         // a killed test run or demo never leaves a server behind.
-        let watchdog = r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; exit 0' TERM; while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null"#;
+        let watchdog = r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; wait $m; exit 0' TERM; while kill -0 "$2" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null"#;
         let child = Command::new("bash")
             .args([
                 "-c",

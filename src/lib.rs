@@ -13,6 +13,7 @@
 //! - [`forecast`]: the load forecaster of predictive policies (pure; daily and weekly
 //!   seasonality, trend, robust to outages and spikes).
 //! - [`daemon`]: `capstan run`, the long-running service (signals, reload, conflicts).
+//! - [`demo`]: `capstan demo`, the whole loop against the local emulator.
 //! - [`emulator`]: the local AWS emulator (moto) for the integration tests and the demo.
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod demo;
 pub mod emulator;
 pub mod fake;
 pub mod forecast;

@@ -309,7 +309,7 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
             from: raw,
             to: 0,
             detail: format!(
-                "inactive for at least {}: scale to zero",
+                "inactive for more than {}: scale to zero",
                 format_secs(b.scale_to_zero_after_secs)
             ),
         });
