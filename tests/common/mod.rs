@@ -6,6 +6,8 @@
 //! Tests isolate themselves by unique resource names (see [`unique`]).
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
