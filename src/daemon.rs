@@ -11,11 +11,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::actuators::{Actuator, AwsActuators};
 use crate::aws::{sdk_config, AwsSettings};
-use crate::config::{self, Config};
+use crate::config::{self, Config, MetricsSink};
 use crate::controller::lease::{DynamoLease, Lease, SoleLeader};
 use crate::controller::state::{DynamoStore, MemoryStore, StateStore};
-use crate::controller::{self, Controller, Options};
+use crate::controller::{self, Controller, Options, TickReport};
 use crate::sources::AwsSources;
+use crate::telemetry::{self, CloudWatchPublisher};
 
 /// Options of `capstan run` beyond the config.
 #[derive(Clone, Debug, Default)]
@@ -100,9 +101,10 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
         let owner = format!("{}-{}", hostname(), std::process::id());
         let store = DynamoStore::new(&sdk, &lease.table, &lease.name);
         let l = DynamoLease::new(&sdk, &lease.table, &lease.name, &owner, lease.duration_secs);
-        drive(paths, cfg, sources, actuators, store, l, opts).await
+        drive(&sdk, paths, cfg, sources, actuators, store, l, opts).await
     } else {
         drive(
+            &sdk,
             paths,
             cfg,
             sources,
@@ -122,7 +124,45 @@ fn hostname() -> String {
         .unwrap_or_else(|| "capstan".into())
 }
 
+/// Sends each tick's metrics where `[global] metrics` says.
+enum Publisher {
+    CloudWatch(CloudWatchPublisher),
+    Emf(String),
+    Off,
+}
+
+impl Publisher {
+    fn new(sdk: &aws_config::SdkConfig, cfg: &Config) -> Self {
+        match cfg.global.metrics {
+            MetricsSink::Cloudwatch => {
+                Publisher::CloudWatch(CloudWatchPublisher::new(sdk, &cfg.global.metrics_namespace))
+            }
+            MetricsSink::Emf => Publisher::Emf(cfg.global.metrics_namespace.clone()),
+            MetricsSink::Off => Publisher::Off,
+        }
+    }
+
+    async fn publish(&self, report: &TickReport) {
+        let points = telemetry::points(report);
+        match self {
+            Publisher::CloudWatch(p) => {
+                if let Err(e) = p.publish(&points).await {
+                    tracing::warn!(error = %e, "publishing capstan's metrics");
+                }
+            }
+            Publisher::Emf(ns) => {
+                for line in telemetry::emf_lines(ns, &points) {
+                    println!("{line}");
+                }
+            }
+            Publisher::Off => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn drive<St: StateStore + 'static, L: Lease + 'static>(
+    sdk: &aws_config::SdkConfig,
     paths: Vec<PathBuf>,
     cfg: Config,
     sources: AwsSources,
@@ -132,6 +172,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     opts: RunOptions,
 ) -> i32 {
     let interval = Duration::from_secs(cfg.global.poll_interval_secs);
+    let publisher = Publisher::new(&sdk, &cfg);
     let options = Options {
         dry_run: opts.dry_run,
         log_all: opts.log_all,
@@ -143,7 +184,8 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         for _ in 0..n {
             ticker.tick().await;
-            controller.tick(chrono::Utc::now()).await;
+            let report = controller.tick(chrono::Utc::now()).await;
+            publisher.publish(&report).await;
         }
         let _ = controller.release().await;
         return 0;
@@ -151,7 +193,23 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (reload_tx, reload_rx) = mpsc::channel(4);
     tokio::spawn(signals(paths, shutdown_tx, reload_tx));
-    controller::run(controller, interval, shutdown_rx, reload_rx, None).await;
+    let (reports_tx, mut reports_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        while reports_rx.changed().await.is_ok() {
+            let report = reports_rx.borrow_and_update().clone();
+            if let Some(r) = report {
+                publisher.publish(&r).await;
+            }
+        }
+    });
+    controller::run(
+        controller,
+        interval,
+        shutdown_rx,
+        reload_rx,
+        Some(reports_tx),
+    )
+    .await;
     tracing::info!("capstan stopped");
     0
 }

@@ -15,6 +15,7 @@
 //! - [`daemon`]: `capstan run`, the long-running service (signals, reload, conflicts).
 //! - [`demo`]: `capstan demo`, the whole loop against the local emulator.
 //! - [`emulator`]: the local AWS emulator (moto) for the integration tests and the demo.
+//! - [`telemetry`]: capstan's own metrics (CloudWatch or Embedded Metric Format).
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
 //!   errors.
@@ -31,4 +32,5 @@ pub mod fake;
 pub mod forecast;
 pub mod policy;
 pub mod sources;
+pub mod telemetry;
 pub mod util;

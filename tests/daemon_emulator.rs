@@ -70,7 +70,7 @@ async fn desired(sdk: &aws_config::SdkConfig, s: &Shop) -> i32 {
         .desired_count()
 }
 
-fn write_config(s: &Shop, lease_table: Option<&str>) -> PathBuf {
+fn write_config(s: &Shop, lease_table: Option<&str>, extra: &str) -> PathBuf {
     let lease = match lease_table {
         Some(t) => format!(
             "[global.lease]\nenabled = true\ntable = \"{t}\"\nname = \"{}\"\nduration = \"20s\"\n",
@@ -82,6 +82,7 @@ fn write_config(s: &Shop, lease_table: Option<&str>) -> PathBuf {
         r#"[global]
 region = "us-east-1"
 poll_interval = "5s"
+metrics_namespace = "{}"
 {lease}
 [[target]]
 name = "workers"
@@ -98,8 +99,9 @@ queue = "{}"
 type = "target_tracking"
 metric = "backlog"
 target_per_unit = 20
+{extra}
 "#,
-        s.cluster, s.service, s.queue
+        s.service, s.cluster, s.service, s.queue
     );
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("cfg"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -135,7 +137,7 @@ fn decisions(stderr: &str) -> Vec<serde_json::Value> {
 async fn one_tick_scales_out_and_a_dry_run_never_mutates() {
     let sdk = common::sdk().await;
     let s = shop(&sdk, 100).await;
-    let cfg = write_config(&s, None);
+    let cfg = write_config(&s, None, "");
     let (url, rec) = proxy::start(common::endpoint());
 
     let out = capstan(
@@ -195,6 +197,63 @@ async fn one_tick_scales_out_and_a_dry_run_never_mutates() {
             .contains("backlog 100 at 20 per unit"),
         "{ds:?}"
     );
+    // capstan's own metrics went to CloudWatch, in the namespace of the config.
+    let got = aws_sdk_cloudwatch::Client::new(&sdk)
+        .list_metrics()
+        .namespace(&s.service)
+        .metric_name("DesiredCapacity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.metrics().len(), 1, "{got:?}");
+    assert!(rec.count("PutMetricData") >= 4, "{:?}", rec.ops());
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_stabilization_history_in_dynamodb() {
+    let sdk = common::sdk().await;
+    let s = shop(&sdk, 100).await;
+    let table = common::unique("capstan-state");
+    create_table(&sdk, &table).await.unwrap();
+    let cfg = write_config(
+        &s,
+        Some(&table),
+        "[target.behavior.scale_down]\nstabilization_window = \"10s\"",
+    );
+    let run = || {
+        let out = capstan(
+            common::endpoint(),
+            &["run", "--config", cfg.to_str().unwrap(), "--ticks", "1"],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    assert_eq!(desired(&sdk, &s).await, 5);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&s.queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    sqs.purge_queue().queue_url(&url).send().await.unwrap();
+    // A new process inside the 10 s window: the recommendation of 5 holds the capacity.
+    run();
+    assert_eq!(desired(&sdk, &s).await, 5);
+    // After the window, a new process scales in at once. Without the stored history it
+    // would see the target for the first time and hold for another window.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    run();
+    assert_eq!(desired(&sdk, &s).await, 1);
 }
 
 /// Reads the child's stderr on a thread; returns the lines seen so far on demand.
@@ -233,7 +292,7 @@ fn signal(child: &Child, sig: &str) {
 async fn sighup_with_a_broken_config_keeps_the_old_one_and_sigterm_exits_cleanly() {
     let sdk = common::sdk().await;
     let s = shop(&sdk, 100).await;
-    let cfg = write_config(&s, None);
+    let cfg = write_config(&s, None, "");
     let mut child = capstan(
         common::endpoint(),
         &["run", "--config", cfg.to_str().unwrap()],
@@ -289,7 +348,7 @@ async fn two_daemons_sharing_a_lease_never_both_act() {
     let s = shop(&sdk, 100).await;
     let table = common::unique("capstan-ha");
     create_table(&sdk, &table).await.unwrap();
-    let cfg = write_config(&s, Some(&table));
+    let cfg = write_config(&s, Some(&table), "");
     let (url, rec) = proxy::start(common::endpoint());
     let mut a = capstan(
         &url,

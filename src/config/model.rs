@@ -27,6 +27,17 @@ pub struct Global {
     pub dry_run: bool,
     pub http_listen: String,
     pub lease: Lease,
+    pub metrics: MetricsSink,
+    pub metrics_namespace: String,
+}
+
+/// Where capstan's own metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsSink {
+    Cloudwatch,
+    Emf,
+    Off,
 }
 
 impl Default for Global {
@@ -37,6 +48,8 @@ impl Default for Global {
             dry_run: false,
             http_listen: "127.0.0.1:8080".into(),
             lease: Lease::default(),
+            metrics: MetricsSink::Cloudwatch,
+            metrics_namespace: "Capstan".into(),
         }
     }
 }

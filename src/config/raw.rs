@@ -35,6 +35,11 @@ pub struct RawGlobal {
     pub http_listen: Option<String>,
     /// Leader election lease (DynamoDB).
     pub lease: Option<RawLease>,
+    /// Where capstan's own metrics go: "cloudwatch" (PutMetricData), "emf" (Embedded
+    /// Metric Format lines on standard output) or "off". Default "cloudwatch".
+    pub metrics: Option<String>,
+    /// Namespace of capstan's own metrics. Default "Capstan".
+    pub metrics_namespace: Option<String>,
 }
 
 /// `[global.lease]`: the DynamoDB lease that elects one acting replica.

@@ -324,6 +324,25 @@ fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
         }
         g.http_listen = addr.clone();
     }
+    if let Some(m) = &raw.metrics {
+        if let Some(m) = ctx.choice(m, &["cloudwatch", "emf", "off"], &path.at("metrics")) {
+            g.metrics = match m {
+                "cloudwatch" => MetricsSink::Cloudwatch,
+                "emf" => MetricsSink::Emf,
+                _ => MetricsSink::Off,
+            };
+        }
+    }
+    if let Some(ns) = &raw.metrics_namespace {
+        if ns.is_empty() || ns.len() > 255 || ns.starts_with("AWS/") {
+            ctx.err(
+                &path.at("metrics_namespace"),
+                format!("`{ns}` cannot be a namespace of capstan's metrics"),
+                Some("1 to 255 characters, not starting with AWS/".into()),
+            );
+        }
+        g.metrics_namespace = ns.clone();
+    }
     if let Some(l) = &raw.lease {
         let lp = path.at("lease");
         g.lease.enabled = l.enabled.unwrap_or(false);

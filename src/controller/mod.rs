@@ -444,6 +444,18 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
     }
 }
 
+/// A delay in `[0, min(interval / 2, 5 s))`, different for each process.
+pub fn start_jitter(interval: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let span = (interval / 2)
+        .min(Duration::from_secs(5))
+        .as_millis()
+        .max(1) as u64;
+    Duration::from_millis(h.finish() % span)
+}
+
 /// Drives ticks every `interval` until `shutdown` turns true; new configs arriving on
 /// `reload` are swapped in between ticks. Late ticks are skipped, never queued. Each report
 /// is sent to `reports` when given (the HTTP endpoints read them). On shutdown the lease is
@@ -455,7 +467,9 @@ pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Leas
     mut reload: mpsc::Receiver<Config>,
     reports: Option<watch::Sender<Option<TickReport>>>,
 ) -> Controller<S, A, St, L> {
-    let mut ticker = tokio::time::interval(interval);
+    // Jitter the first tick so replicas and shards started together spread their calls.
+    let start = tokio::time::Instant::now() + start_jitter(interval);
+    let mut ticker = tokio::time::interval_at(start, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {

@@ -1,0 +1,255 @@
+//! capstan's own metrics: per target (dimension `Target`, namespace `Capstan` by default)
+//! the current, desired, min and max capacity, decisions by direction, actuation failures,
+//! and for predictive policies the forecast load, forecast capacity and live forecast
+//! error. Published batched with `PutMetricData`, or as CloudWatch Embedded Metric Format
+//! log lines on standard output, or not at all (`[global] metrics`).
+
+use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::aws::AwsError;
+use crate::controller::{Outcome, TickReport};
+use crate::policy::Action;
+
+/// Datums per `PutMetricData` call (the API allows 1000).
+pub const DATUMS_PER_CALL: usize = 500;
+
+/// One value of one metric for one target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub target: String,
+    pub name: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+/// The metrics of a tick (pure).
+pub fn points(report: &TickReport) -> Vec<Point> {
+    let mut out = Vec::new();
+    for r in &report.results {
+        let mut push = |name: &'static str, value: f64, unit: &'static str| {
+            out.push(Point {
+                target: r.target.clone(),
+                name,
+                value,
+                unit,
+                at: report.at,
+            });
+        };
+        if r.error.is_some() {
+            push("ObserveFailures", 1.0, "Count");
+        }
+        let Some(d) = &r.decision else { continue };
+        push("CurrentCapacity", d.current as f64, "Count");
+        push("DesiredCapacity", d.desired as f64, "Count");
+        push("MinCapacity", d.explanation.bounds.min as f64, "Count");
+        push("MaxCapacity", d.explanation.bounds.max as f64, "Count");
+        push(
+            "ScaleOutDecisions",
+            (d.action == Action::ScaleOut) as u8 as f64,
+            "Count",
+        );
+        push(
+            "ScaleInDecisions",
+            (d.action == Action::ScaleIn) as u8 as f64,
+            "Count",
+        );
+        let missing = d
+            .explanation
+            .metrics
+            .iter()
+            .filter(|m| m.value.is_none())
+            .count();
+        push("MissingMetrics", missing as f64, "Count");
+        if matches!(r.outcome, Some(Outcome::Failed { .. })) {
+            push("ActuationFailures", 1.0, "Count");
+        }
+        if let Some(f) = &d.explanation.forecast {
+            if let Some(v) = f.predicted_load {
+                push("ForecastLoad", v, "None");
+            }
+            if let Some(c) = f.capacity {
+                push("ForecastCapacity", c as f64, "Count");
+            }
+            if let Some(e) = f.error.filter(|e| e.is_finite()) {
+                push("ForecastError", e, "None");
+            }
+        }
+    }
+    out
+}
+
+/// Groups points into EMF log lines, one per target.
+pub fn emf_lines(namespace: &str, points: &[Point]) -> Vec<String> {
+    let mut by_target: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
+    for p in points {
+        by_target.entry(p.target.as_str()).or_default().push(p);
+    }
+    by_target
+        .into_iter()
+        .map(|(target, ps)| {
+            let at = ps.first().map(|p| p.at.timestamp_millis()).unwrap_or(0);
+            let mut obj = json!({
+                "_aws": {
+                    "Timestamp": at,
+                    "CloudWatchMetrics": [{
+                        "Namespace": namespace,
+                        "Dimensions": [["Target"]],
+                        "Metrics": ps.iter().map(|p| json!({"Name": p.name, "Unit": p.unit})).collect::<Vec<_>>(),
+                    }],
+                },
+                "Target": target,
+            });
+            for p in ps {
+                obj[p.name] = json!(p.value);
+            }
+            obj.to_string()
+        })
+        .collect()
+}
+
+/// Publishes points with `PutMetricData`, batched.
+#[derive(Clone, Debug)]
+pub struct CloudWatchPublisher {
+    client: aws_sdk_cloudwatch::Client,
+    namespace: String,
+}
+
+impl CloudWatchPublisher {
+    pub fn new(sdk: &aws_config::SdkConfig, namespace: &str) -> Self {
+        CloudWatchPublisher {
+            client: aws_sdk_cloudwatch::Client::new(sdk),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// Returns the number of calls made.
+    pub async fn publish(&self, points: &[Point]) -> Result<usize, AwsError> {
+        let mut calls = 0;
+        for chunk in points.chunks(DATUMS_PER_CALL) {
+            let data: Vec<MetricDatum> = chunk
+                .iter()
+                .map(|p| {
+                    MetricDatum::builder()
+                        .metric_name(p.name)
+                        .dimensions(Dimension::builder().name("Target").value(&p.target).build())
+                        .value(p.value)
+                        .unit(if p.unit == "Count" {
+                            StandardUnit::Count
+                        } else {
+                            StandardUnit::None
+                        })
+                        .timestamp(AwsTime::from_secs(p.at.timestamp()))
+                        .build()
+                })
+                .collect();
+            self.client
+                .put_metric_data()
+                .namespace(&self.namespace)
+                .set_metric_data(Some(data))
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::aws_error!(
+                        aws_sdk_cloudwatch,
+                        e,
+                        "cloudwatch",
+                        "PutMetricData",
+                        &self.namespace
+                    )
+                })?;
+            calls += 1;
+        }
+        Ok(calls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::controller::TargetResult;
+    use crate::policy::{decide, History, Observation};
+
+    fn report() -> TickReport {
+        let cfg = config::from_str(
+            "t.toml",
+            "[[target]]\nname = \"api\"\nkind = \"ecs_service\"\ncluster = \"c\"\nservice = \"s\"\nmin = 1\nmax = 9\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 50\n",
+        )
+        .unwrap();
+        let at: DateTime<Utc> = "2026-11-27T10:00:00Z".parse().unwrap();
+        let d = decide(
+            &cfg.targets[0],
+            &Observation::new(at, 2).with("cpu", 100.0),
+            &History::default(),
+        );
+        TickReport {
+            at,
+            leader: true,
+            dry_run: false,
+            results: vec![
+                TargetResult {
+                    target: "api".into(),
+                    decision: Some(d),
+                    outcome: None,
+                    error: None,
+                },
+                TargetResult {
+                    target: "gone".into(),
+                    decision: None,
+                    outcome: None,
+                    error: Some(AwsError::new(
+                        crate::aws::ErrorClass::NotFound,
+                        "ecs",
+                        "DescribeServices",
+                        "gone",
+                        "",
+                    )),
+                },
+            ],
+            lease_error: None,
+            store_errors: vec![],
+            elapsed_ms: 1,
+        }
+    }
+
+    #[test]
+    fn points_cover_capacity_decisions_and_failures() {
+        let ps = points(&report());
+        let get = |t: &str, n: &str| {
+            ps.iter()
+                .find(|p| p.target == t && p.name == n)
+                .map(|p| p.value)
+        };
+        assert_eq!(get("api", "CurrentCapacity"), Some(2.0));
+        assert_eq!(get("api", "DesiredCapacity"), Some(4.0));
+        assert_eq!(get("api", "ScaleOutDecisions"), Some(1.0));
+        assert_eq!(get("api", "MaxCapacity"), Some(9.0));
+        assert_eq!(get("gone", "ObserveFailures"), Some(1.0));
+        assert_eq!(get("api", "ForecastLoad"), None);
+    }
+
+    #[test]
+    fn emf_lines_are_valid_embedded_metric_format() {
+        let lines = emf_lines("Capstan", &points(&report()));
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["Target"], "api");
+        assert_eq!(v["DesiredCapacity"], 4.0);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Capstan");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "Target"
+        );
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"CurrentCapacity"));
+    }
+}
