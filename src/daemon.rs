@@ -172,7 +172,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     opts: RunOptions,
 ) -> i32 {
     let interval = Duration::from_secs(cfg.global.poll_interval_secs);
-    let publisher = Publisher::new(&sdk, &cfg);
+    let publisher = Publisher::new(sdk, &cfg);
     let options = Options {
         dry_run: opts.dry_run,
         log_all: opts.log_all,
