@@ -1,6 +1,6 @@
 # Multi-stage build of the capstan binary; the runtime image has no toolchain and runs as a
-# non-root user. The daemon command and its /healthz check arrive with the daemon itself;
-# for now the image runs `capstan validate` on the mounted config.
+# non-root user. It runs the daemon on the config mounted at /etc/capstan (a file or a
+# directory of .toml files); the shipped example there is only a placeholder to replace.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -14,7 +14,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home capstan
 COPY --from=build /src/target/release/capstan /usr/local/bin/capstan
-COPY config /etc/capstan
+COPY config/example.toml /etc/capstan/capstan.toml
 USER 10001
 ENTRYPOINT ["/usr/local/bin/capstan"]
-CMD ["validate", "/etc/capstan/example.toml"]
+CMD ["run", "--config", "/etc/capstan", "--log-format", "json"]
