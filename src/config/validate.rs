@@ -291,9 +291,11 @@ fn deserialize<T: DeserializeOwned>(
 }
 
 fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
-    let mut g = Global::default();
-    g.region = raw.region.clone();
-    g.dry_run = raw.dry_run.unwrap_or(false);
+    let mut g = Global {
+        region: raw.region.clone(),
+        dry_run: raw.dry_run.unwrap_or(false),
+        ..Global::default()
+    };
     let pi_path = path.at("poll_interval");
     g.poll_interval_secs = ctx.duration(&raw.poll_interval, &pi_path, 15);
     if raw.poll_interval.is_some() && !(5..=3600).contains(&g.poll_interval_secs) {

@@ -151,6 +151,7 @@ mod tests {
     }
 
     /// convertDesiredReplicasWithBehaviorRate: rate limits plus min/max.
+    #[allow(clippy::too_many_arguments)]
     fn rate(
         cur: u32,
         desired: u32,
@@ -487,7 +488,8 @@ mod tests {
             ..History::default()
         };
         // (recommendations value@age-seconds, current, desired, up window, down window, expected)
-        let cases: &[(&[(u32, i64)], u32, u32, u64, u64, u32)] = &[
+        type Case<'a> = (&'a [(u32, i64)], u32, u32, u64, u64, u32);
+        let cases: &[Case] = &[
             (&[(4, 120), (5, 60)], 100, 3, 0, 180, 5),
             (&[(4, 120), (5, 60)], 1, 7, 300, 0, 4),
             (&[(1, 120), (2, 60)], 100, 3, 300, 0, 3),
