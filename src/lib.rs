@@ -4,8 +4,10 @@
 //!   column and a hint.
 //! - [`policy`]: the pure decision core. Config + observation + history in, decision and
 //!   explanation out; no I/O, no clock.
-//! - [`cli`]: the `capstan` subcommands (`validate`, `schema`, `decide`), called by the thin
-//!   binary in `main.rs`.
+//! - [`simulate`]: replays a request-rate trace through a target's policies (or a baseline)
+//!   with a model of the service; pure, driven by `capstan simulate`.
+//! - [`cli`]: the `capstan` subcommands (`validate`, `schema`, `decide`, `simulate`), called
+//!   by the thin binary in `main.rs`.
 //! - [`aws`]: the shared AWS SDK configuration (credentials chain, region, endpoint
 //!   override, the rustls/ring HTTP client).
 
@@ -13,3 +15,4 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod simulate;
