@@ -59,7 +59,7 @@ pub mod baseline;
 pub mod engine;
 pub mod forecast;
 pub mod model;
-
+pub mod plot;
 pub mod policies;
 pub mod report;
 pub mod trace;
