@@ -6,8 +6,8 @@
 //!   explanation out; no I/O, no clock.
 //! - [`simulate`]: replays a request-rate trace through a target's policies (or a baseline)
 //!   with a model of the service; pure, driven by `capstan simulate`.
-//! - [`cli`]: the `capstan` subcommands (`validate`, `schema`, `decide`, `simulate`), called
-//!   by the thin binary in `main.rs`.
+//! - [`cli`]: the `capstan` subcommands (`validate`, `schema`, `decide`), called by the thin
+//!   binary in `main.rs`.
 //! - [`aws`]: the shared AWS SDK configuration (credentials chain, region, endpoint
 //!   override, the rustls/ring HTTP client).
 
