@@ -1,6 +1,7 @@
-//! Times `simulate` on 60 days of 1-minute data for one target (the example config's
-//! `sales-api`): the NASA trace (61 days, with a 3.5-day gap) and a synthetic, gap-free
-//! 60-day trace. Run with `cargo bench --bench simulate`; it prints its numbers.
+//! Times `simulate` on 60 days of 1-minute data for one target: the NASA trace (61 days,
+//! with a 3.5-day gap, load x150) and a synthetic, gap-free 60-day trace, through each
+//! target of the example config (its own policies) and the three baselines (on
+//! `sales-api`). Run with `cargo bench --bench simulate`; it prints its numbers.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use capstan::config;
 use capstan::simulate::{self, Baseline, Bin, Options, ServiceModel, Trace};
 
-const RUNS: usize = 5;
+const RUNS: usize = 3;
 
 fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
     let mut times = Vec::with_capacity(RUNS);
@@ -24,7 +25,6 @@ fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
 
 fn main() {
     let cfg = config::from_str("example.toml", config::EMBEDDED_EXAMPLE).expect("example config");
-    let target = cfg.target("sales-api").expect("sales-api");
     let nasa_text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/traces/nasa_http_1995_1min.csv"
@@ -52,14 +52,18 @@ fn main() {
         chrono::FixedOffset::east_opt(0).unwrap(),
     )
     .expect("synthetic trace");
-    let plans = simulate::plan_metrics(target, &BTreeMap::new(), 60).expect("plans");
+    let mut cases: Vec<(&str, Option<Baseline>)> = cfg
+        .targets
+        .iter()
+        .map(|t| (t.name.as_str(), None))
+        .collect();
+    for b in Baseline::ALL {
+        cases.push(("sales-api", Some(b)));
+    }
     for (label, trace) in [("NASA x150", &nasa), ("synthetic 60 d", &synthetic)] {
-        for baseline in [
-            None,
-            Some(Baseline::Hpa),
-            Some(Baseline::AwsTargetTracking),
-            Some(Baseline::StaticPeak),
-        ] {
+        for &(name, baseline) in &cases {
+            let target = cfg.target(name).expect("example target");
+            let plans = simulate::plan_metrics(target, &BTreeMap::new(), 60).expect("plans");
             let opts = Options {
                 service: ServiceModel {
                     unit_capacity: 100.0,
@@ -73,7 +77,7 @@ fn main() {
                 simulate::simulate(target, &plans, trace, &opts, &mut |_| {}).expect("runs")
             });
             println!(
-                "{label:>15} {:<20} {} bins, {:>6} ticks: min {:>7.1} ms, median {:>7.1} ms ({:.2} us/tick)",
+                "{label:>15} {name:<18} {:<20} {} bins, {:>6} ticks: min {:>7.1} ms, median {:>7.1} ms ({:.2} us/tick)",
                 out.summary.scaler,
                 out.summary.bins,
                 out.replay.ticks.len(),

@@ -145,6 +145,47 @@ pub fn svg(trace: &Trace, bins: &[BinResult], title: &str) -> String {
         );
         t += tstep;
     }
+    // Step lines (capacity holds until the next point), broken at gaps of the trace; the
+    // need is also shaded, so where it rises above the ready line shows.
+    let runs: Vec<&[Point]> = pts
+        .chunk_by(|a, b| b.t - a.t <= 2 * span_per_point)
+        .collect();
+    let step_path = |run: &[Point], get: &dyn Fn(&Point) -> u32| {
+        let mut d = String::new();
+        for (i, p) in run.iter().enumerate() {
+            let yy = y(get(p) as f64);
+            if i == 0 {
+                let _ = write!(d, "M{:.1} {yy:.1}", x(p.t));
+            } else {
+                let _ = write!(d, "H{:.1}V{yy:.1}", x(p.t));
+            }
+        }
+        if let Some(last) = run.last() {
+            let _ = write!(d, "H{:.1}", x((last.t + span_per_point).min(t1)));
+        }
+        d
+    };
+    let series: [Series; 3] = [
+        ("needed", "#9e9e9e", "1", &|p| p.needed),
+        ("desired", "#e67e22", "1.2", &|p| p.desired),
+        ("ready", "#1f6fb2", "1.2", &|p| p.ready),
+    ];
+    for run in &runs {
+        let base = y(0.0);
+        let d = step_path(run, series[0].3);
+        let _ = writeln!(
+            s,
+            r##"<path d="{d}V{base:.1}H{:.1}Z" fill="#e3e3e3" stroke="none"/>"##,
+            x(run[0].t)
+        );
+    }
+    for (_, color, width, get) in series.iter() {
+        let d: String = runs.iter().map(|run| step_path(run, *get)).collect();
+        let _ = writeln!(
+            s,
+            r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="{width}" stroke-linejoin="round"/>"#
+        );
+    }
     // Axes and their labels.
     let _ = writeln!(
         s,
@@ -166,35 +207,19 @@ pub fn svg(trace: &Trace, bins: &[BinResult], title: &str) -> String {
         r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">capacity (units)</text>"#,
         TOP + ph / 2.0
     );
-    // Lines, broken at gaps of the trace.
-    let path = |get: &dyn Fn(&Point) -> u32| {
-        let mut d = String::new();
-        let mut prev: Option<i64> = None;
-        for p in &pts {
-            let cmd = match prev {
-                Some(pt) if p.t - pt <= 2 * span_per_point => 'L',
-                _ => 'M',
-            };
-            let _ = write!(d, "{cmd}{:.1} {:.1}", x(p.t), y(get(p) as f64));
-            prev = Some(p.t);
-        }
-        d
-    };
-    let series: [Series; 3] = [
-        ("needed", "#9e9e9e", "2", &|p| p.needed),
-        ("desired", "#e67e22", "1.2", &|p| p.desired),
-        ("ready", "#1f6fb2", "1.2", &|p| p.ready),
-    ];
-    for (_, color, width, get) in series.iter() {
-        let _ = writeln!(
-            s,
-            r#"<path d="{}" fill="none" stroke="{color}" stroke-width="{width}" stroke-linejoin="round"/>"#,
-            path(*get)
-        );
-    }
     // Legend.
-    let labels = ["needed = ceil(load / unit capacity)", "desired", "ready"];
+    let labels = [
+        "needed = ceil(load / unit capacity), most per point",
+        "desired, most per point",
+        "ready, least per point",
+    ];
     let lx = LEFT + 12.0;
+    let _ = writeln!(
+        s,
+        r##"<rect x="{}" y="{}" width="350" height="58" fill="white" fill-opacity="0.85" stroke="#cccccc"/>"##,
+        lx - 6.0,
+        TOP + 3.0
+    );
     for (i, ((_, color, _, _), label)) in series.iter().zip(labels).enumerate() {
         let ly = TOP + 14.0 + i as f64 * 17.0;
         let _ = writeln!(
