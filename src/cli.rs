@@ -10,6 +10,9 @@ use serde::Deserialize;
 use crate::config::{self, Config, Diagnostic};
 use crate::policy::{self, ForecastSeries, History, Observation, Sample};
 
+mod simulate;
+pub use simulate::SimulateArgs;
+
 /// Exit code for invalid input (config errors, malformed observations).
 pub const EXIT_INVALID: i32 = 2;
 
@@ -87,6 +90,12 @@ pub enum Command {
         #[arg(long)]
         brief: bool,
     },
+    /// Replay a request-rate trace through a target's policies (or a baseline) with a model
+    /// of the service; write one CSV row per trace bin and a summary.
+    ///
+    /// The trace is CSV with the columns timestamp,count (requests per bin). Durations are
+    /// written like 90s, 5m or 1h (a bare number is seconds). See docs/simulate.md.
+    Simulate(Box<SimulateArgs>),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -129,6 +138,7 @@ pub fn run(cli: Cli) -> i32 {
             input,
             brief,
         } => decide(config.as_deref(), &target, input.as_deref(), brief),
+        Command::Simulate(args) => simulate::run(&args),
     }
 }
 

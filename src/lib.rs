@@ -4,8 +4,9 @@
 //!   column and a hint.
 //! - [`policy`]: the pure decision core. Config + observation + history in, decision and
 //!   explanation out; no I/O, no clock.
-//! - [`cli`]: the `capstan` subcommands (`validate`, `schema`, `decide`), called by the thin
-//!   binary in `main.rs`.
+//! - [`simulate`]: replays a request-rate trace through a target's policies (or a baseline)
+//!   with a model of the service; pure, driven by `capstan simulate`.
+//! - [`cli`]: the `capstan` subcommands, called by the thin binary in `main.rs`.
 //! - [`sources`], [`actuators`]: metric sources (CloudWatch, SQS) and capacity actuators
 //!   (ECS, EC2 Auto Scaling, Aurora, ALB) behind two small traits.
 //! - [`controller`]: the control loop (observe, decide, act, record), the history store
@@ -31,6 +32,7 @@ pub mod emulator;
 pub mod fake;
 pub mod forecast;
 pub mod policy;
+pub mod simulate;
 pub mod sources;
 pub mod telemetry;
 pub mod util;

@@ -1,0 +1,578 @@
+use std::collections::BTreeMap;
+
+use chrono::FixedOffset;
+
+use super::baseline::Baseline;
+use super::engine::{replay, Controller, View};
+use super::*;
+use crate::config::{self, Target};
+
+/// A round start time (a multiple of an hour), so periods and bins line up.
+const T0: i64 = 1_699_999_200;
+
+fn target(toml: &str) -> Target {
+    let cfg = config::from_str("test.toml", toml).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    cfg.targets.into_iter().next().expect("one target")
+}
+
+/// `rates` in requests per second, one bin of `bin` seconds each from T0.
+fn trace(rates: &[f64], bin: u64) -> Trace {
+    let bins = rates
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Bin {
+            start: T0 + (i as u64 * bin) as i64,
+            count: r * bin as f64,
+        })
+        .collect();
+    Trace::new(bins, FixedOffset::east_opt(0).unwrap()).unwrap()
+}
+
+/// Minute bins: `(minutes, rate)` pieces one after another.
+fn steps(pieces: &[(usize, f64)]) -> Trace {
+    let rates: Vec<f64> = pieces
+        .iter()
+        .flat_map(|(n, r)| std::iter::repeat_n(*r, *n))
+        .collect();
+    trace(&rates, 60)
+}
+
+fn service(unit_capacity: f64, startup: u64) -> ServiceModel {
+    ServiceModel {
+        unit_capacity,
+        startup_secs: startup,
+        metric_delay_secs: 60,
+        metric_period_secs: 60,
+        base_latency_secs: 0.1,
+    }
+}
+
+fn options(s: ServiceModel, baseline: Option<Baseline>) -> Options {
+    Options {
+        service: s,
+        poll_interval_secs: 15,
+        initial: None,
+        baseline,
+    }
+}
+
+fn run(t: &Target, tr: &Trace, opts: &Options) -> Outcome {
+    let plans = plan_metrics(t, &BTreeMap::new(), opts.service.metric_period_secs).unwrap();
+    simulate(t, &plans, tr, opts, &mut |_| {}).unwrap()
+}
+
+/// A CPU target: utilization tracked at 50%, min 1, max 10.
+const CPU: &str = r#"
+[[target]]
+name = "web"
+kind = "ecs_service"
+cluster = "c"
+service = "web"
+min = 1
+max = 10
+
+[[target.metric]]
+name = "cpu"
+source = "ecs_cpu"
+
+[[target.policy]]
+type = "target_tracking"
+metric = "cpu"
+target_value = 50
+"#;
+
+/// A controller that holds a fixed capacity, or follows a script of (tick time, capacity).
+struct Script {
+    initial: u32,
+    at: Vec<(i64, u32)>,
+}
+
+impl Controller for Script {
+    fn interval_secs(&self) -> u64 {
+        15
+    }
+    fn initial(&self) -> Option<u32> {
+        Some(self.initial)
+    }
+    fn tick(&mut self, v: &View<'_>) -> u32 {
+        self.at
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= v.now)
+            .map_or(self.initial, |x| x.1)
+    }
+}
+
+#[test]
+fn under_provisioning_on_a_hand_made_trace() {
+    // 1, 2, 3 and 5 requests/s against 2 units of 1 request/s.
+    let tr = trace(&[1.0, 2.0, 3.0, 5.0], 60);
+    let s = service(1.0, 60);
+    let mut ctl = Script {
+        initial: 2,
+        at: vec![],
+    };
+    let r = replay(&tr, &s, 2, &mut ctl, &mut |_| {});
+    let under: Vec<bool> = r
+        .bins
+        .iter()
+        .map(|b| report::under_provisioned(b, 1.0))
+        .collect();
+    assert_eq!(under, [false, false, true, true]);
+    let needed: Vec<u32> = r.bins.iter().map(|b| b.needed).collect();
+    assert_eq!(needed, [1, 2, 3, 5]);
+    // 1 request/s over for a minute, then 3 requests/s over for a minute.
+    let over: f64 = r.bins.iter().map(|b| b.exceeded).sum();
+    assert!((over - 240.0).abs() < 1e-9, "{over}");
+    let sum = report::summarize("t", "script", &tr, &s, 15, 2, 1, false, &r);
+    assert_eq!(sum.under_provisioned_bins, 2);
+    assert!((sum.under_provisioned_share - 0.5).abs() < 1e-12);
+    assert!((sum.requests - 660.0).abs() < 1e-9);
+    assert!((sum.over_capacity_share - 240.0 / 660.0).abs() < 1e-12);
+    // 2 units for 4 minutes.
+    assert!((sum.unit_hours - 8.0 / 60.0).abs() < 1e-12);
+    assert_eq!(sum.scaling_actions, 0);
+}
+
+#[test]
+fn oracle_math() {
+    // 1, 10, 0 and 2.5 requests/s with 2 requests/s per unit: needs 1, 5, 0, 2; with min 1
+    // the oracle pays 1 + 5 + 1 + 2 unit-minutes.
+    let tr = trace(&[1.0, 10.0, 0.0, 2.5], 60);
+    let t = target(CPU);
+    let out = run(
+        &t,
+        &tr,
+        &options(service(2.0, 60), Some(Baseline::StaticPeak)),
+    );
+    let sum = &out.summary;
+    assert!((sum.oracle_unit_hours - 9.0 / 60.0).abs() < 1e-12);
+    // Static peak: 5 units all 4 minutes.
+    assert!((sum.unit_hours - 20.0 / 60.0).abs() < 1e-12);
+    assert!((sum.ratio_to_oracle - 20.0 / 9.0).abs() < 1e-12);
+    assert_eq!(sum.peak_needed, 5);
+    assert_eq!(sum.under_provisioned_bins, 0);
+}
+
+#[test]
+fn startup_delay_is_respected_and_scale_down_is_immediate() {
+    let tr = trace(&[1.0; 20], 60);
+    let s = service(1.0, 120);
+    // Ask for 5 at T0+120 (ready at T0+240), cut to 3 at T0+180 (cancels 2 pending), then
+    // to 1 at T0+600 (at once).
+    let mut ctl = Script {
+        initial: 2,
+        at: vec![(T0 + 120, 5), (T0 + 180, 3), (T0 + 600, 1)],
+    };
+    let r = replay(&tr, &s, 2, &mut ctl, &mut |_| {});
+    let ready: Vec<u32> = r.bins.iter().map(|b| b.ready).collect();
+    let desired: Vec<u32> = r.bins.iter().map(|b| b.desired).collect();
+    assert_eq!(&ready[..4], [2, 2, 2, 2]);
+    assert_eq!(&ready[4..10], [3, 3, 3, 3, 3, 3]);
+    assert_eq!(&ready[10..], [1; 10]);
+    // Desired at the end of each bin: the tick at T0+180 belongs to the bin it starts.
+    assert_eq!(&desired[..3], [2, 2, 5]);
+    assert_eq!(&desired[3..10], [3; 7]);
+    assert_eq!(&desired[10..], [1; 10]);
+    assert_eq!(r.scale_outs, 1);
+    assert_eq!(r.scale_ins, 2);
+    // Without a start-up delay the capacity is ready at once.
+    let s0 = service(1.0, 0);
+    let mut ctl = Script {
+        initial: 2,
+        at: vec![(T0 + 120, 5)],
+    };
+    let r = replay(&tr, &s0, 2, &mut ctl, &mut |_| {});
+    assert_eq!(r.bins[2].ready, 5);
+}
+
+#[test]
+fn startup_delay_with_the_policies() {
+    // From 5 to 40 requests/s at minute 10 with 10 requests/s per unit, 50% CPU target.
+    let tr = steps(&[(10, 5.0), (50, 40.0)]);
+    let t = target(CPU);
+    for startup in [0u64, 180] {
+        let out = run(&t, &tr, &options(service(10.0, startup), None));
+        let first = out
+            .replay
+            .actions
+            .iter()
+            .find(|a| a.to > a.from)
+            .expect("a scale-out")
+            .clone();
+        for b in &out.replay.bins {
+            // Nothing asked for at `first.at` is ready before `first.at + startup`.
+            if b.start + 60 <= first.at + startup as i64 {
+                assert_eq!(
+                    b.ready,
+                    1,
+                    "bin {} (startup {startup}) {:?}",
+                    b.start - T0,
+                    out.replay.actions
+                );
+            }
+            if b.start >= first.at + startup as i64 && b.start < first.at + 3600 {
+                assert!(
+                    b.ready >= first.to,
+                    "bin {} (startup {startup})",
+                    b.start - T0
+                );
+            }
+        }
+    }
+}
+
+fn ticks_before(out: &Outcome, end: i64) -> Vec<(i64, u32)> {
+    out.replay
+        .ticks
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t < end)
+        .collect()
+}
+
+#[test]
+fn appending_future_data_changes_no_past_decision() {
+    // Two days of a daily pattern, then a third day with a flash crowd; a predictive policy
+    // (seasonal naive forecaster) acts on the forecast.
+    let toml = format!(
+        "{CPU}\n{}",
+        r#"
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "cpu * 1"
+
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 10
+mode = "forecast_and_scale"
+schedule_ahead = "10m"
+refresh = "30m"
+"#
+    );
+    let t = target(&toml);
+    let day: Vec<f64> = (0..1440)
+        .map(|m| 20.0 + 15.0 * ((m as f64) / 1440.0 * std::f64::consts::TAU).sin())
+        .collect();
+    let mut past = day.clone();
+    past.extend(&day);
+    let mut future = past.clone();
+    future.extend(
+        day.iter()
+            .enumerate()
+            .map(|(i, r)| if i > 600 { 90.0 } else { *r }),
+    );
+    let (a, b) = (trace(&past, 60), trace(&future, 60));
+    for baseline in [None, Some(Baseline::Hpa), Some(Baseline::AwsTargetTracking)] {
+        let o = options(service(10.0, 60), baseline);
+        let (ra, rb) = (run(&t, &a, &o), run(&t, &b, &o));
+        assert_eq!(
+            ticks_before(&ra, a.end()),
+            ticks_before(&rb, a.end()),
+            "{baseline:?}"
+        );
+        assert_eq!(
+            ra.replay.bins,
+            rb.replay.bins[..ra.replay.bins.len()],
+            "{baseline:?}"
+        );
+        assert!(rb.replay.ticks.len() > ra.replay.ticks.len());
+    }
+}
+
+#[test]
+fn predictive_policy_scales_ahead_of_a_daily_peak() {
+    // One busy hour a day; the second day the forecast (the first day) lifts the capacity
+    // before the load arrives, which a reactive policy cannot do.
+    let toml = format!(
+        "{CPU}\n{}",
+        r#"
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "cpu * 1"
+
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 10
+mode = "forecast_and_scale"
+schedule_ahead = "10m"
+refresh = "5m"
+max_error = 10
+"#
+    );
+    let t = target(&toml);
+    let day: Vec<f64> = (0..1440)
+        .map(|m| if (720..780).contains(&m) { 60.0 } else { 5.0 })
+        .collect();
+    let mut rates = day.clone();
+    rates.extend(&day);
+    let tr = trace(&rates, 60);
+    let out = run(&t, &tr, &options(service(10.0, 60), None));
+    let peak2 = T0 + (1440 + 720) * 60;
+    // Before the second day's peak arrives, capacity is already up.
+    let before = out
+        .replay
+        .bins
+        .iter()
+        .find(|b| b.start == peak2 - 60)
+        .unwrap();
+    assert!(before.ready >= 6, "ready {} before the peak", before.ready);
+    // The first day it was not.
+    let peak1 = out
+        .replay
+        .bins
+        .iter()
+        .find(|b| b.start == T0 + 719 * 60)
+        .unwrap();
+    assert_eq!(peak1.ready, 1);
+}
+
+#[test]
+fn seasonal_naive_uses_a_day_then_a_week() {
+    let mut f = SeasonalNaive::new(3600);
+    let hist: Vec<(i64, f64)> = (0..(2 * 24)).map(|h| (h * 3600, h as f64)).collect();
+    assert!(f.forecast(&hist[..10], 10 * 3600).is_none(), "under a day");
+    let now = 30 * 3600 + 600;
+    let fc = f.forecast(&hist[..30], now).unwrap();
+    assert_eq!(fc.start.timestamp(), 30 * 3600);
+    assert_eq!(fc.step_secs, 3600);
+    // One day earlier: hour 6, then hour 7.
+    assert_eq!(fc.values[0], 6.0);
+    assert_eq!(fc.values[1], 7.0);
+    let week: Vec<(i64, f64)> = (0..(8 * 24)).map(|h| (h * 3600, h as f64)).collect();
+    let fc = f.forecast(&week, 8 * 24 * 3600).unwrap();
+    assert_eq!(fc.values[0], 24.0, "one week earlier");
+    // A gap in the history is unknown, not zero.
+    let gappy: Vec<(i64, f64)> = hist.iter().copied().filter(|h| h.0 != 6 * 3600).collect();
+    let fc = f.forecast(&gappy[..29], now).unwrap();
+    assert!(fc.values[0].is_nan());
+}
+
+#[test]
+fn aws_target_tracking_on_a_step() {
+    // 50% CPU on 1 unit, then 200% of one unit's capacity from minute 30, then back to 50%
+    // from minute 60.
+    let tr = steps(&[(30, 5.0), (30, 20.0), (60, 5.0)]);
+    let t = target(CPU);
+    let out = run(
+        &t,
+        &tr,
+        &options(service(10.0, 60), Some(Baseline::AwsTargetTracking)),
+    );
+    let acts: Vec<(i64, u32, u32)> = out
+        .replay
+        .actions
+        .iter()
+        .map(|a| (a.at - T0, a.from, a.to))
+        .collect();
+    let up = 30 * 60;
+    let down = 60 * 60;
+    // The third datapoint above the target (the period [up+120, up+180)) is published at
+    // up+240: scale out by the proportion 100/50. The next scale-out waits for the 300 s
+    // cooldown, then 2 units are still at 100%: 4. After the drop the fifteenth datapoint
+    // below 45% is published 15 minutes + 1 delay later: 4 x 12.5/50 -> 1.
+    assert_eq!(
+        acts,
+        [
+            (up + 240, 1, 2),
+            (up + 540, 2, 4),
+            (down + 15 * 60 + 60, 4, 1)
+        ]
+    );
+}
+
+#[test]
+fn hpa_on_a_step() {
+    // 50% CPU, then 54% (within the 0.1 tolerance), then 200%, then 50% again.
+    let tr = steps(&[(30, 5.0), (30, 5.4), (30, 20.0), (60, 5.0)]);
+    let t = target(CPU);
+    let out = run(&t, &tr, &options(service(10.0, 60), Some(Baseline::Hpa)));
+    let acts = &out.replay.actions;
+    let up = T0 + 60 * 60;
+    let down = T0 + 90 * 60;
+    // Nothing changes before the high datapoint is visible (tolerance holds 54%).
+    assert!(acts.iter().all(|a| a.at >= up + 120), "{acts:?}");
+    // The first one visible (published up+120) scales out at once, on the 15 s loop.
+    assert_eq!(acts[0].at, up + 120);
+    assert!(acts[0].to > acts[0].from);
+    // Scale-down waits until the last high recommendation (the tick before the first low
+    // datapoint is visible, down+105) leaves the 300 s stabilization window.
+    let first_in = acts
+        .iter()
+        .find(|a| a.at >= down && a.to < a.from)
+        .expect("a scale-in");
+    assert_eq!(first_in.at, down + 105 + 300, "{acts:?}");
+    assert_eq!(out.replay.bins.last().unwrap().desired, 1);
+    assert!(out.summary.max_desired <= 10);
+}
+
+#[test]
+fn static_peak_on_a_step() {
+    let tr = steps(&[(30, 5.0), (30, 35.0), (30, 5.0)]);
+    let t = target(CPU);
+    let out = run(
+        &t,
+        &tr,
+        &options(service(10.0, 60), Some(Baseline::StaticPeak)),
+    );
+    assert!(out
+        .replay
+        .bins
+        .iter()
+        .all(|b| b.desired == 4 && b.ready == 4));
+    assert_eq!(out.summary.scaling_actions, 0);
+    assert_eq!(out.summary.under_provisioned_bins, 0);
+}
+
+#[test]
+fn metric_models_follow_the_policies() {
+    let t = target(&format!(
+        "{CPU}\n{}",
+        r#"
+[[target.metric]]
+name = "rpt"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCountPerTarget"
+statistic = "Sum"
+
+[[target.metric]]
+name = "p99"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "TargetResponseTime"
+
+[[target.metric]]
+name = "odd"
+source = "cloudwatch"
+namespace = "Shop"
+metric_name = "Widgets"
+
+[[target.policy]]
+type = "target_tracking"
+name = "requests"
+metric = "rpt"
+target_value = 600
+"#
+    ));
+    let plans = plan_metrics(&t, &BTreeMap::new(), 60).unwrap();
+    let m: Vec<(&str, MetricModel)> = plans.iter().map(|p| (p.name.as_str(), p.model)).collect();
+    assert_eq!(
+        m,
+        [
+            ("cpu", MetricModel::Utilization),
+            ("rpt", MetricModel::PerUnitCount),
+            ("p99", MetricModel::Latency),
+            ("odd", MetricModel::Unmodeled),
+        ]
+    );
+    // 600 requests per unit per minute: 10 requests/s per unit.
+    assert_eq!(derive_unit_capacity(&t, &plans).unwrap().0, 10.0);
+    let mut o = BTreeMap::new();
+    o.insert("odd".to_string(), MetricModel::Rate);
+    let plans = plan_metrics(&t, &o, 60).unwrap();
+    assert_eq!(plans[3].model, MetricModel::Rate);
+    o.insert("nope".to_string(), MetricModel::Rate);
+    assert!(plan_metrics(&t, &o, 60).is_err());
+}
+
+#[test]
+fn sqs_backlog_accumulates_and_drains() {
+    let t = target(
+        r#"
+[[target]]
+name = "workers"
+kind = "ecs_service"
+cluster = "c"
+service = "w"
+min = 0
+max = 10
+
+[[target.metric]]
+name = "backlog"
+source = "sqs"
+queue = "q"
+
+[[target.policy]]
+type = "target_tracking"
+metric = "backlog"
+target_per_unit = 100
+"#,
+    );
+    // 10 messages/s for 10 minutes with 5 per second per worker, then nothing.
+    let tr = steps(&[(10, 10.0), (20, 0.0)]);
+    let out = run(&t, &tr, &options(service(5.0, 60), None));
+    let sum = &out.summary;
+    assert!(sum.max_backlog.unwrap() > 0.0);
+    assert!(sum.max_desired >= 2);
+    // Idle at the end: scaled to zero.
+    assert_eq!(out.replay.bins.last().unwrap().desired, 0);
+}
+
+#[test]
+fn gaps_are_unknown_not_zero() {
+    let bins = vec![
+        Bin {
+            start: T0,
+            count: 60.0,
+        },
+        Bin {
+            start: T0 + 60,
+            count: 60.0,
+        },
+        Bin {
+            start: T0 + 600,
+            count: 60.0,
+        },
+    ];
+    let tr = Trace::new(bins, FixedOffset::east_opt(0).unwrap()).unwrap();
+    assert_eq!(tr.bin_secs, 60);
+    let s = service(1.0, 0);
+    let mut ctl = Script {
+        initial: 1,
+        at: vec![],
+    };
+    let r = replay(&tr, &s, 1, &mut ctl, &mut |_| {});
+    assert_eq!(r.bins.len(), 3, "one result per trace row");
+    let sum = report::summarize("t", "s", &tr, &s, 15, 1, 1, false, &r);
+    assert!(
+        (sum.unit_hours - 3.0 / 60.0).abs() < 1e-12,
+        "gaps are not paid"
+    );
+}
+
+#[test]
+fn trace_parsing() {
+    let tr = Trace::parse(
+        "t.csv",
+        "timestamp,count\n1995-07-01T00:00:00-04:00,42\n1995-07-01T00:01:00-04:00,61\n",
+    )
+    .unwrap();
+    assert_eq!(tr.bin_secs, 60);
+    assert_eq!(tr.rate(0), 0.7);
+    assert_eq!(tr.format_time(tr.start()), "1995-07-01T00:00:00-04:00");
+    let tr = Trace::parse("t.csv", "count,timestamp\n3,100\n4,101\n").unwrap();
+    assert_eq!((tr.bin_secs, tr.bins[1].count), (1, 4.0));
+    assert_eq!(tr.format_time(100), "1970-01-01T00:01:40Z");
+    for bad in [
+        "time,n\n1,2\n",
+        "timestamp,count\n100,1\n",
+        "timestamp,count\n100,1\n100,2\n",
+        "timestamp,count\n100,1\n160,-2\n",
+        "timestamp,count\nyesterday,1\n160,2\n",
+    ] {
+        assert!(Trace::parse("t.csv", bad).is_err(), "{bad}");
+    }
+}
