@@ -52,8 +52,9 @@
 //! # Predictive policies
 //!
 //! A [`Forecaster`] gets the published load history every `refresh` of the predictive
-//! policy; [`SeasonalNaive`] (the load a day earlier, a week once there are seven days of
-//! history) is the one shipped.
+//! policy. [`SeasonalProfile`], the daemon's forecaster on 5-minute averages, is the
+//! default; [`SeasonalNaive`] (the load a day earlier, a week once there are seven days of
+//! history) is there for comparison.
 
 pub mod baseline;
 pub mod engine;
@@ -69,7 +70,7 @@ mod tests;
 
 pub use baseline::Baseline;
 pub use engine::{replay, Action, BinResult, Controller, Datapoint, Replay, View};
-pub use forecast::{Forecaster, SeasonalNaive};
+pub use forecast::{Forecaster, SeasonalNaive, SeasonalProfile};
 pub use model::{derive_unit_capacity, plan_metrics, MetricModel, MetricPlan, ServiceModel};
 pub use policies::PolicyController;
 pub use report::Summary;
@@ -141,7 +142,7 @@ pub fn controller(
     })
 }
 
-/// Replays `trace` for `target` with `opts`, the shipped [`SeasonalNaive`] forecaster
+/// Replays `trace` for `target` with `opts`, the daemon's forecaster ([`SeasonalProfile`])
 /// serving a predictive policy. `progress` gets the share done now and then.
 pub fn simulate(
     target: &Target,
@@ -150,8 +151,7 @@ pub fn simulate(
     opts: &Options,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Outcome, String> {
-    let horizon = PolicyController::forecast_horizon(target, opts.service.metric_period_secs);
-    let forecaster: Box<dyn Forecaster> = Box::new(SeasonalNaive::new(horizon));
+    let forecaster: Box<dyn Forecaster> = Box::new(SeasonalProfile);
     simulate_with(target, plans, trace, opts, Some(forecaster), progress)
 }
 
