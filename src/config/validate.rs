@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::ops::Range;
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
@@ -1854,9 +1853,4 @@ fn behavior(ctx: &mut Ctx<'_>, raw: Option<&RawBehavior>, path: &Path) -> Behavi
             300,
         ),
     }
-}
-
-/// Span helper for callers that report on a whole file.
-pub fn whole(text: &str) -> Range<usize> {
-    0..text.len()
 }
