@@ -1,6 +1,6 @@
 //! `capstan run`: the long-running service. Wires the AWS sources and actuators, the
-//! history store and the lease into the controller, checks for AWS-side scaling on every
-//! target at start-up, and handles signals: SIGHUP reloads the config (an invalid one is
+//! history store and the lease into the controller (which checks for AWS-side scaling on
+//! every target at start and after each reload), and handles signals: SIGHUP reloads the config (an invalid one is
 //! refused with its errors and the old one keeps running), SIGTERM and SIGINT finish the
 //! tick in flight, release the lease and exit 0.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::actuators::{Actuator, AwsActuators};
+use crate::actuators::AwsActuators;
 use crate::aws::{sdk_config, AwsSettings};
 use crate::config::{self, Config, MetricsSink};
 use crate::controller::lease::{DynamoLease, Lease, SoleLeader};
@@ -25,49 +25,6 @@ pub struct RunOptions {
     pub log_all: bool,
     /// Stop after this many ticks (tests and demos); run until a signal when `None`.
     pub max_ticks: Option<u64>,
-}
-
-/// Drops targets whose resource AWS already scales, unless `takeover = true`, in which case
-/// AWS's own scaling is suspended first. Returns the config to run.
-pub async fn resolve_conflicts<A: Actuator>(
-    actuator: &A,
-    mut cfg: Config,
-    dry_run: bool,
-) -> Config {
-    let mut keep = Vec::new();
-    for t in cfg.targets.drain(..) {
-        match actuator.conflicts(&t).await {
-            Ok(found) if found.is_empty() => keep.push(t),
-            Ok(found) => {
-                let what: Vec<String> = found.iter().map(|c| c.what.clone()).collect();
-                if !t.takeover {
-                    tracing::error!(target_name = %t.name, conflicts = ?what, "AWS already scales this resource: not managing it (set takeover = true to suspend AWS's scaling and manage it)");
-                    continue;
-                }
-                if dry_run {
-                    tracing::warn!(target_name = %t.name, conflicts = ?what, "dry run: would suspend AWS's scaling and take over");
-                    keep.push(t);
-                    continue;
-                }
-                match actuator.take_over(&t).await {
-                    Ok(done) => {
-                        tracing::warn!(target_name = %t.name, done = ?done, "took over from AWS's own scaling");
-                        keep.push(t);
-                    }
-                    Err(e) => {
-                        tracing::error!(target_name = %t.name, error = %e, "could not suspend AWS's scaling: not managing this target")
-                    }
-                }
-            }
-            Err(e) => {
-                // Unknown: manage it, but say so; the next start checks again.
-                tracing::warn!(target_name = %t.name, error = %e, "could not check for AWS-side scaling");
-                keep.push(t);
-            }
-        }
-    }
-    cfg.targets = keep;
-    cfg
 }
 
 /// Runs the daemon until a signal (or `max_ticks`). Returns the process exit code.
@@ -89,7 +46,6 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
     let sources = AwsSources::new(&sdk);
     let actuators = AwsActuators::new(&sdk);
     let dry_run = opts.dry_run || cfg.global.dry_run;
-    let cfg = resolve_conflicts(&actuators, cfg, dry_run).await;
     let lease = cfg.global.lease.clone();
     tracing::info!(
         targets = cfg.targets.len(),
@@ -143,6 +99,10 @@ impl Publisher {
     }
 
     async fn publish(&self, report: &TickReport) {
+        // One replica publishes, or decisions would be counted once per replica.
+        if !report.leader {
+            return;
+        }
         let points = telemetry::points(report);
         match self {
             Publisher::CloudWatch(p) => {
@@ -173,6 +133,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
 ) -> i32 {
     let interval = Duration::from_secs(cfg.global.poll_interval_secs);
     let publisher = Publisher::new(sdk, &cfg);
+    let running_global = cfg.global.clone();
     let options = Options {
         dry_run: opts.dry_run,
         log_all: opts.log_all,
@@ -192,7 +153,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    tokio::spawn(signals(paths, shutdown_tx, reload_tx));
+    tokio::spawn(signals(paths, running_global, shutdown_tx, reload_tx));
     let (reports_tx, mut reports_rx) = watch::channel(None);
     tokio::spawn(async move {
         while reports_rx.changed().await.is_ok() {
@@ -215,21 +176,47 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
 }
 
 /// SIGHUP: validate and send a new config; SIGTERM/SIGINT: shut down.
-async fn signals(paths: Vec<PathBuf>, shutdown: watch::Sender<bool>, reload: mpsc::Sender<Config>) {
+/// The `[global]` settings a reload cannot change (they shape the running process): all but
+/// `dry_run`. Returns the names of those that differ.
+pub fn fixed_global_changes(old: &config::Global, new: &config::Global) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec!["global".into()];
+    };
+    a.iter()
+        .filter(|(k, v)| k.as_str() != "dry_run" && b.get(k.as_str()) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+async fn signals(
+    paths: Vec<PathBuf>,
+    running: config::Global,
+    shutdown: watch::Sender<bool>,
+    reload: mpsc::Sender<Config>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        tracing::error!("cannot install signal handlers");
+        tracing::error!("cannot install signal handlers: SIGHUP and SIGTERM will not be handled");
+        // Keep the shutdown channel open so the loop keeps its interval.
+        std::future::pending::<()>().await;
         return;
     };
     loop {
         tokio::select! {
             _ = hup.recv() => match config::load(&paths) {
                 Ok(cfg) => {
-                    let _ = reload.send(cfg).await;
+                    let changed = fixed_global_changes(&running, &cfg.global);
+                    if changed.is_empty() {
+                        let _ = reload.send(cfg).await;
+                    } else {
+                        tracing::error!(changed = ?changed, "reload refused: these [global] settings need a restart; the running config stays");
+                    }
                 }
                 Err(diags) => {
                     for d in &diags {

@@ -31,13 +31,16 @@ pub fn points(report: &TickReport) -> Vec<Point> {
     let mut out = Vec::new();
     for r in &report.results {
         let mut push = |name: &'static str, value: f64, unit: &'static str| {
-            out.push(Point {
-                target: r.target.clone(),
-                name,
-                value,
-                unit,
-                at: report.at,
-            });
+            // CloudWatch refuses a whole call for one NaN or infinite value.
+            if value.is_finite() {
+                out.push(Point {
+                    target: r.target.clone(),
+                    name,
+                    value,
+                    unit,
+                    at: report.at,
+                });
+            }
         };
         if r.error.is_some() {
             push("ObserveFailures", 1.0, "Count");

@@ -37,6 +37,7 @@ async fn sets_desired_capacity_clamped_to_the_group_max() {
     let name = common::unique("web");
     fx::asg(&sdk, &name, (1, 4, 1), &[]).await;
     let act = AwsActuators::new(&sdk);
+    act.set_acting(true);
     let t = fx::target("web", asg(&name), None);
 
     let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
@@ -71,6 +72,7 @@ async fn never_asks_for_fewer_than_the_protected_instances() {
     let protected: Vec<String> = ids(&instances)[..2].to_vec();
     fx::protect(&sdk, &name, &protected).await;
     let act = AwsActuators::new(&sdk);
+    act.set_acting(true);
     let t = fx::target("web", asg(&name), None);
 
     let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
@@ -102,6 +104,8 @@ async fn scale_in_behind_a_target_group_drains_before_terminating() {
     assert_eq!(healthy(&fx::target_health(&sdk, &tg).await), all);
 
     let act = AwsActuators::new(&sdk);
+
+    act.set_acting(true);
     let t = fx::target("web", asg(&name), Some(&tg));
     let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
     assert_eq!((state.desired, state.ready), (4, 4));
@@ -187,6 +191,7 @@ async fn scale_out_during_a_drain_puts_drained_instances_back() {
     fx::asg(&sdk, &name, (0, 6, 3), &[&tg]).await;
     let all = ids(&fx::asg_state(&sdk, &name).await.1);
     let act = AwsActuators::new(&sdk);
+    act.set_acting(true);
     let t = fx::target("web", asg(&name), Some(&tg));
 
     let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
@@ -251,6 +256,7 @@ async fn a_drain_cut_short_by_a_restart_is_reported_and_picked_up() {
     fx::protect(&sdk, &name, &all[1..]).await;
     {
         let act = AwsActuators::new(&sdk);
+        act.set_acting(true);
         let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
         act.set_capacity(&t, 2, &state, t0()).await.unwrap();
     }
@@ -259,6 +265,7 @@ async fn a_drain_cut_short_by_a_restart_is_reported_and_picked_up() {
     // A new process knows nothing of that drain: it sees an instance out of service that
     // nobody will terminate, and says so.
     let act = AwsActuators::new(&sdk);
+    act.set_acting(true);
     let state = act
         .observe(&[&t], t0() + Duration::seconds(10))
         .await
@@ -300,6 +307,7 @@ async fn without_a_deregistration_delay_scale_in_terminates_at_once() {
     fx::asg(&sdk, &name, (0, 6, 2), &[&tg]).await;
     let all = ids(&fx::asg_state(&sdk, &name).await.1);
     let act = AwsActuators::new(&sdk);
+    act.set_acting(true);
     let t = fx::target("web", asg(&name), Some(&tg));
 
     let state = act.observe(&[&t], t0()).await.remove(0).unwrap();
@@ -317,4 +325,41 @@ async fn without_a_deregistration_delay_scale_in_terminates_at_once() {
         (state.desired, state.ready, state.scale_in_blocked),
         (1, 1, None)
     );
+}
+
+#[tokio::test]
+async fn a_process_that_may_not_act_never_finishes_a_drain() {
+    let sdk = common::sdk().await;
+    let tg = fx::target_group(
+        &sdk,
+        aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance,
+        30,
+    )
+    .await;
+    let name = common::unique("asg");
+    fx::asg(&sdk, &name, (0, 10, 3), &[&tg]).await;
+    let act = AwsActuators::new(&sdk);
+    act.set_acting(true);
+    let t = fx::target("search", asg(&name), Some(&tg));
+    let now = t0();
+    let state = act.observe(&[&t], now).await.remove(0).unwrap();
+    act.set_capacity(&t, 2, &state, now).await.unwrap();
+    // Demoted (lost lease, or reloaded into dry run): the due drain is left alone.
+    act.set_acting(false);
+    act.observe(&[&t], now + chrono::Duration::seconds(31))
+        .await
+        .remove(0)
+        .unwrap();
+    assert_eq!(
+        fx::asg_state(&sdk, &name).await.1.len(),
+        3,
+        "no instance terminated"
+    );
+    // Acting again, the drain is finished.
+    act.set_acting(true);
+    act.observe(&[&t], now + chrono::Duration::seconds(32))
+        .await
+        .remove(0)
+        .unwrap();
+    assert_eq!(fx::asg_state(&sdk, &name).await.1.len(), 2);
 }

@@ -350,3 +350,127 @@ schedule_ahead = "10m"
     c.tick(now + Duration::minutes(2)).await;
     assert_eq!(cloud.calls().history_calls, 1);
 }
+
+#[tokio::test]
+async fn followers_never_write_histories_and_a_new_leader_reads_them() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    let store = MemoryStore::default();
+    let lease = ScriptedLease(Arc::new(Mutex::new(Ok(false))));
+    let mut follower = Controller::new(
+        cfg(""),
+        cloud.clone(),
+        cloud.clone(),
+        store.clone(),
+        lease.clone(),
+        Options::default(),
+    );
+    follower.tick(t0()).await;
+    use capstan::controller::state::StateStore;
+    assert!(
+        store.load(&["api".into()]).await.unwrap().is_empty(),
+        "a follower saved a history"
+    );
+    // The leader acts and saves; the follower, promoted, reads the leader's history.
+    let mut leader = controller(&cloud, &store, Options::default());
+    leader.tick(t0() + Duration::seconds(15)).await;
+    assert_eq!(cloud.capacity("api"), 8);
+    let saved = store.load(&["api".into()]).await.unwrap();
+    assert_eq!(saved["api"].scale_ups.len(), 1);
+    *lease.0.lock().unwrap() = Ok(true);
+    follower.tick(t0() + Duration::seconds(30)).await;
+    assert_eq!(
+        follower.history("api").unwrap().scale_ups.len(),
+        1,
+        "the promoted replica uses the stored history"
+    );
+}
+
+#[tokio::test]
+async fn aws_side_scaling_is_respected_and_taken_over_only_by_the_acting_leader() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    cloud.set_metric("workers", "backlog", Some(50.0));
+    cloud.add_conflict(
+        "api",
+        "Application Auto Scaling policy cpu (TargetTrackingScaling)",
+    );
+    // Without takeover the target is dropped.
+    let mut c = controller(&cloud, &MemoryStore::default(), Options::default());
+    let r = c.tick(t0()).await;
+    assert!(r.result("api").is_none());
+    assert!(r.result("workers").is_some());
+    assert!(cloud.calls().take_overs.is_empty());
+    // With takeover: a follower and a dry run never suspend AWS's scaling nor act.
+    let mut with_takeover = cfg("");
+    with_takeover.targets[0].takeover = true;
+    let lease = ScriptedLease(Arc::new(Mutex::new(Ok(false))));
+    let mut f = Controller::new(
+        with_takeover.clone(),
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        lease.clone(),
+        Options::default(),
+    );
+    f.tick(t0()).await;
+    let mut dry = Controller::new(
+        with_takeover.clone(),
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options {
+            dry_run: true,
+            ..Options::default()
+        },
+    );
+    dry.tick(t0()).await;
+    assert!(cloud.calls().take_overs.is_empty());
+    assert!(cloud.calls().sets.iter().all(|(t, _)| t != "api"));
+    // Once the replica leads, it takes over, then manages the target.
+    *lease.0.lock().unwrap() = Ok(true);
+    f.tick(t0() + Duration::seconds(15)).await;
+    assert_eq!(cloud.calls().take_overs, vec!["api".to_string()]);
+    assert_eq!(cloud.capacity("api"), 8);
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_is_about_to_expire_does_not_act() {
+    /// A lease that says "leader" but expires a second from now.
+    #[derive(Clone)]
+    struct Expiring;
+    impl Lease for Expiring {
+        async fn acquire_or_renew(&self, now: DateTime<Utc>) -> Result<LeaseState, AwsError> {
+            Ok(LeaseState {
+                leader: true,
+                holder: None,
+                fencing: 1,
+                expires: Some(now + Duration::seconds(1)),
+            })
+        }
+        async fn release(&self) -> Result<(), AwsError> {
+            Ok(())
+        }
+    }
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(100.0));
+    let mut c = Controller::new(
+        cfg(""),
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        Expiring,
+        Options::default(),
+    );
+    let r = c.tick(t0()).await;
+    assert!(
+        matches!(&r.result("api").unwrap().outcome, Some(Outcome::Skipped { why }) if why.contains("lease")),
+        "{:?}",
+        r.result("api")
+    );
+    assert!(cloud.calls().sets.is_empty());
+}

@@ -102,3 +102,22 @@ async fn histories_survive_in_dynamodb() {
         .unwrap();
     assert!(other.is_empty());
 }
+
+#[tokio::test]
+async fn a_holder_that_lost_track_of_its_lease_renews_it_instead_of_waiting() {
+    let sdk = common::sdk().await;
+    let table = common::unique("capstan-lease");
+    create_table(&sdk, &table).await.unwrap();
+    let now = Utc::now();
+    let a = DynamoLease::new(&sdk, &table, "shop", "replica-a", 30);
+    assert!(a.acquire_or_renew(now).await.unwrap().leader);
+    // The same owner in a fresh handle (its memory of holding the lease is gone, as after
+    // a renewal whose answer was lost): still the leader, same fencing.
+    let a2 = DynamoLease::new(&sdk, &table, "shop", "replica-a", 30);
+    let s = a2
+        .acquire_or_renew(now + Duration::seconds(5))
+        .await
+        .unwrap();
+    assert!(s.leader);
+    assert_eq!(s.fencing, 1);
+}

@@ -114,6 +114,11 @@ pub trait Actuator: Send + Sync {
         &self,
         target: &Target,
     ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+
+    /// Whether this process may change resources now (leader, not dry run). The controller
+    /// says so before each tick; work an actuator finishes on its own (an ASG drain whose
+    /// delay is over) happens only while it may.
+    fn set_acting(&self, _acting: bool) {}
 }
 
 /// The AWS actuators of every resource kind, built from one SDK configuration.
@@ -125,6 +130,8 @@ pub struct AwsActuators {
     aas: aws_sdk_applicationautoscaling::Client,
     /// Auto Scaling group drains under way, by target name.
     drains: Mutex<HashMap<String, asg::Drain>>,
+    /// Whether this process may change resources (see [`Actuator::set_acting`]).
+    acting: std::sync::atomic::AtomicBool,
 }
 
 type Indexed = Vec<(usize, Result<CapacityState, AwsError>)>;
@@ -146,6 +153,7 @@ impl AwsActuators {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             aas: aws_sdk_applicationautoscaling::Client::new(sdk),
             drains: Mutex::new(HashMap::new()),
+            acting: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -283,10 +291,11 @@ impl AwsActuators {
             // A drain set_capacity started is finished here once its delay is over, so
             // the instances go even while nothing else changes.
             let mut notes = Vec::new();
+            let acting = self.acting.load(std::sync::atomic::Ordering::SeqCst);
             let due = self
                 .drains()
                 .get(&target.name)
-                .filter(|d| now >= d.until)
+                .filter(|d| acting && now >= d.until)
                 .cloned();
             if let Some(d) = due {
                 match self.finish_drain(&target.name, &d, &g).await {
@@ -628,6 +637,11 @@ impl AwsActuators {
 }
 
 impl Actuator for AwsActuators {
+    fn set_acting(&self, acting: bool) {
+        self.acting
+            .store(acting, std::sync::atomic::Ordering::SeqCst);
+    }
+
     async fn observe(
         &self,
         targets: &[&Target],

@@ -117,13 +117,18 @@ impl Lease for DynamoLease {
         let now_ms = now.timestamp_millis();
         let expires = now_ms + self.duration_ms;
         let held = *self.held.lock().await;
-        // Renew what we hold (same owner, same fencing), or take an expired or absent lease
-        // with the fencing counter one higher.
-        let (fencing, condition) = match held {
-            Some(f) => (f, "#o = :me AND fencing = :f"),
+        // Renew what we hold (same owner, same fencing); take an expired or absent lease
+        // with the fencing counter one higher. A lease this owner still holds but forgot
+        // (a renewal whose answer was lost) is renewed as it is, not waited out.
+        let (renew, fencing) = match held {
+            Some(f) => (Some(f), f),
             None => {
-                let (_, _, f) = self.read().await?;
-                (f + 1, "attribute_not_exists(pk) OR expires < :now")
+                let (owner, exp, f) = self.read().await?;
+                if owner.as_deref() == Some(self.owner.as_str()) && exp >= now_ms {
+                    (Some(f), f)
+                } else {
+                    (None, f + 1)
+                }
             }
         };
         let mut req = self
@@ -133,14 +138,16 @@ impl Lease for DynamoLease {
             .item("pk", self.key())
             .item("owner", AttributeValue::S(self.owner.clone()))
             .item("expires", AttributeValue::N(expires.to_string()))
-            .item("fencing", AttributeValue::N(fencing.to_string()))
-            .condition_expression(condition);
-        req = match held {
+            .item("fencing", AttributeValue::N(fencing.to_string()));
+        req = match renew {
             Some(f) => req
+                .condition_expression("#o = :me AND fencing = :f")
                 .expression_attribute_names("#o", "owner")
                 .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
                 .expression_attribute_values(":f", AttributeValue::N(f.to_string())),
-            None => req.expression_attribute_values(":now", AttributeValue::N(now_ms.to_string())),
+            None => req
+                .condition_expression("attribute_not_exists(pk) OR expires < :now")
+                .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string())),
         };
         match req.send().await {
             Ok(_) => {

@@ -27,6 +27,9 @@ use crate::util::join_all;
 use lease::{Lease, LeaseState};
 use state::StateStore;
 
+/// Time before its lease expires after which a leader no longer starts actions.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
 /// Decisions kept for `/v1/decisions` and the status page.
 pub const DECISION_LOG_LEN: usize = 1000;
 
@@ -89,7 +92,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             dry_run: false,
-            action_timeout: Duration::from_secs(10),
+            action_timeout: Duration::from_secs(60),
             log_all: false,
         }
     }
@@ -111,6 +114,15 @@ pub struct Controller<S, A, St, L> {
     forecast_due: HashMap<String, (DateTime<Utc>, String)>,
     log: VecDeque<Decision>,
     last_lease: Option<LeaseState>,
+    /// Whether the previous tick was the leader's (a new leader reloads the histories).
+    was_leader: bool,
+    /// The command line's dry run; the config's is added on every (re)load.
+    cli_dry_run: bool,
+    /// AWS-side scaling must be checked again (at start, after a reload, for targets whose
+    /// check failed, and to take over once leader).
+    conflicts_pending: bool,
+    /// Targets whose AWS-side scaling could not be checked: decided, never acted on.
+    unverified: HashMap<String, String>,
 }
 
 impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
@@ -136,6 +148,10 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             forecast_due: HashMap::new(),
             log: VecDeque::new(),
             last_lease: None,
+            was_leader: false,
+            cli_dry_run: options.dry_run,
+            conflicts_pending: true,
+            unverified: HashMap::new(),
         }
     }
 
@@ -231,15 +247,64 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
 
     /// Swaps in a new, already validated config. Histories of targets that remain are kept.
     pub fn reload(&mut self, config: Config) {
-        let dry_run = self.options.dry_run || config.global.dry_run;
-        self.options.dry_run = dry_run;
+        self.options.dry_run = self.cli_dry_run || config.global.dry_run;
+        self.conflicts_pending = true;
+        self.unverified.clear();
         self.histories
             .retain(|name, _| config.target(name).is_some());
         self.forecasts
             .retain(|name, _| config.target(name).is_some());
+        self.forecast_due.clear();
         // New targets' histories come from the store on the next tick.
         self.loaded = false;
         self.config = config;
+    }
+
+    /// Looks for AWS's own scaling on every target. A target with conflicts is dropped
+    /// unless `takeover = true`; then AWS's scaling is suspended, but only by an acting
+    /// replica (leader, not dry run), and the check repeats once this replica acts. A target
+    /// whose check failed is decided but not acted on until a check succeeds.
+    async fn check_conflicts(&mut self, acting: bool) {
+        let mut keep = Vec::new();
+        let mut pending = false;
+        self.unverified.clear();
+        for t in std::mem::take(&mut self.config.targets) {
+            match self.actuator.conflicts(&t).await {
+                Ok(found) if found.is_empty() => keep.push(t),
+                Ok(found) => {
+                    let what: Vec<String> = found.iter().map(|c| c.what.clone()).collect();
+                    if !t.takeover {
+                        tracing::error!(target_name = %t.name, conflicts = ?what, "AWS already scales this resource: not managing it (set takeover = true to suspend AWS's scaling and manage it)");
+                        continue;
+                    }
+                    if !acting {
+                        tracing::warn!(target_name = %t.name, conflicts = ?what, "AWS's own scaling would be suspended by the acting leader");
+                        self.unverified
+                            .insert(t.name.clone(), "AWS's own scaling is still active".into());
+                        pending = true;
+                        keep.push(t);
+                        continue;
+                    }
+                    match self.actuator.take_over(&t).await {
+                        Ok(done) => {
+                            tracing::warn!(target_name = %t.name, done = ?done, "took over from AWS's own scaling")
+                        }
+                        Err(e) => {
+                            tracing::error!(target_name = %t.name, error = %e, "could not suspend AWS's scaling");
+                            self.unverified.insert(t.name.clone(), e.to_string());
+                        }
+                    }
+                    keep.push(t);
+                }
+                Err(e) => {
+                    tracing::warn!(target_name = %t.name, error = %e, "could not check for AWS-side scaling: not acting on it until a check succeeds");
+                    self.unverified.insert(t.name.clone(), e.to_string());
+                    keep.push(t);
+                }
+            }
+        }
+        self.config.targets = keep;
+        self.conflicts_pending = pending;
     }
 
     /// Releases the lease (on shutdown).
@@ -273,7 +338,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
     pub async fn tick(&mut self, now: DateTime<Utc>) -> TickReport {
         let started = Instant::now();
         let mut store_errors = Vec::new();
-        // A leader that cannot renew its lease stops acting at once.
+        // A leader that cannot renew its lease stops acting at once; one that renewed acts
+        // only until shortly before the lease it holds would expire.
         let (leader, lease_error) = match self.lease.acquire_or_renew(now).await {
             Ok(s) => {
                 let l = s.leader;
@@ -285,6 +351,26 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 (false, Some(e))
             }
         };
+        let act_until: Option<Instant> =
+            self.last_lease.as_ref().and_then(|l| l.expires).map(|exp| {
+                let left = (exp - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .saturating_sub(LEASE_MARGIN);
+                started + left
+            });
+        if leader && !self.was_leader {
+            // What the previous leader recorded is in the store, not in this replica's memory.
+            self.histories.clear();
+            self.loaded = false;
+            self.conflicts_pending = true;
+        }
+        self.was_leader = leader;
+        let acting = leader && !self.options.dry_run;
+        self.actuator.set_acting(acting);
+        if self.conflicts_pending || !self.unverified.is_empty() {
+            self.check_conflicts(acting).await;
+        }
         if !self.loaded {
             // Without the stored history the core treats targets as new, which holds
             // scale-in for a window: safe, so the tick goes on.
@@ -344,6 +430,14 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 Some(Outcome::Skipped {
                     why: "a change is still in flight".into(),
                 })
+            } else if let Some(why) = self.unverified.get(&t.name) {
+                Some(Outcome::Skipped {
+                    why: format!("AWS-side scaling not checked: {why}"),
+                })
+            } else if act_until.is_some_and(|until| Instant::now() >= until) {
+                Some(Outcome::Skipped {
+                    why: "the lease is about to expire: not acting".into(),
+                })
             } else {
                 to_act.push((results.len(), t, d.desired, state));
                 None
@@ -356,8 +450,12 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             });
         }
 
-        // Act on all targets that need it, concurrently, each with its own timeout.
-        let timeout = self.options.action_timeout;
+        // Act on all targets that need it, concurrently, each with its own timeout (cut to
+        // what is left of the lease).
+        let mut timeout = self.options.action_timeout;
+        if let Some(until) = act_until {
+            timeout = timeout.min(until.saturating_duration_since(Instant::now()));
+        }
         let actuator = &self.actuator;
         let outcomes = join_all(to_act.iter().map(|(_, t, desired, state)| async move {
             match tokio::time::timeout(timeout, actuator.set_capacity(t, *desired, state, now))
@@ -402,6 +500,16 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             if let Some(e) = &r.error {
                 tracing::warn!(target: "capstan::tick", target_name = %r.target, error = %e, "cannot observe target");
             }
+        }
+        for r in &readings {
+            if let Some(p) = &r.problem {
+                tracing::warn!(target: "capstan::tick", target_name = %r.target, metric = %r.metric, problem = %p, "metric not read");
+            }
+        }
+        // Only the leader writes histories: followers never record actions, and their
+        // copies must not overwrite the leader's.
+        if !leader {
+            changed.clear();
         }
         let store = &self.store;
         let histories = &self.histories;
