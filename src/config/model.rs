@@ -141,6 +141,8 @@ pub enum MetricSource {
         statistic: String,
         period_secs: u64,
         stale_after_secs: u64,
+        /// Datapoints newer than this are not used yet (metrics that arrive late).
+        end_offset_secs: u64,
     },
     /// A metric-math expression over other metrics of the same target.
     Expression {
@@ -149,6 +151,7 @@ pub enum MetricSource {
         inputs: Vec<String>,
         period_secs: u64,
         stale_after_secs: u64,
+        end_offset_secs: u64,
     },
     /// An SQS queue's backlog.
     Sqs {

@@ -128,6 +128,10 @@ pub struct RawMetric {
     pub period: Option<String>,
     /// A datapoint older than this counts as missing. Default 3 periods.
     pub stale_after: Option<String>,
+    /// Use only datapoints that ended at least this long ago, for metrics that arrive late
+    /// (a Sum whose newest period is still filling would look like falling load), e.g.
+    /// "1m". Default 0s.
+    pub end_offset: Option<String>,
     /// SQS queue name or URL (source = "sqs").
     pub queue: Option<String>,
     /// Count in-flight (not visible) messages in the backlog. Default true (KEDA).

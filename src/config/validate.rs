@@ -741,10 +741,11 @@ fn metrics(
                 "statistic",
                 "period",
                 "stale_after",
+                "end_offset",
             ],
-            "expression" => &["expression", "period", "stale_after"],
+            "expression" => &["expression", "period", "stale_after", "end_offset"],
             "sqs" => &["queue", "include_in_flight", "include_delayed"],
-            _ => &["statistic", "period", "stale_after"],
+            _ => &["statistic", "period", "stale_after", "end_offset"],
         };
         let present = [
             ("namespace", m.namespace.is_some()),
@@ -754,6 +755,7 @@ fn metrics(
             ("expression", m.expression.is_some()),
             ("period", m.period.is_some()),
             ("stale_after", m.stale_after.is_some()),
+            ("end_offset", m.end_offset.is_some()),
             ("queue", m.queue.is_some()),
             ("include_in_flight", m.include_in_flight.is_some()),
             ("include_delayed", m.include_delayed.is_some()),
@@ -779,6 +781,14 @@ fn metrics(
             );
         }
         let stale = ctx.duration(&m.stale_after, &mp.at("stale_after"), 3 * period);
+        let offset = ctx.duration(&m.end_offset, &mp.at("end_offset"), 0);
+        if offset > 3600 {
+            ctx.err(
+                &mp.at("end_offset"),
+                format!("end_offset {offset}s is more than an hour"),
+                Some("a late metric arrives within minutes; use e.g. \"1m\"".into()),
+            );
+        }
         if stale < period && m.stale_after.is_some() {
             ctx.err(
                 &mp.at("stale_after"),
@@ -814,6 +824,7 @@ fn metrics(
             statistic,
             period_secs: period,
             stale_after_secs: stale,
+            end_offset_secs: offset,
         };
         let kind_mismatch = |ctx: &mut Ctx<'_>, want: &str| {
             ctx.err(
@@ -913,6 +924,7 @@ fn metrics(
                     statistic: st,
                     period_secs: period,
                     stale_after_secs: stale,
+                    end_offset_secs: offset,
                 }
             }
             ("expression", _) => {
@@ -927,6 +939,7 @@ fn metrics(
                     inputs,
                     period_secs: period,
                     stale_after_secs: stale,
+                    end_offset_secs: offset,
                 }
             }
             ("sqs", _) => {

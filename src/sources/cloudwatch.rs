@@ -67,21 +67,28 @@ pub fn floor_to(t: DateTime<Utc>, period_secs: u64) -> DateTime<Utc> {
     Utc.timestamp_opt(s, 0).single().unwrap_or(t)
 }
 
-/// Period and staleness of a CloudWatch-backed metric.
-fn timing(src: &MetricSource) -> Option<(u64, u64)> {
+/// Period, staleness and end offset of a CloudWatch-backed metric.
+fn timing(src: &MetricSource) -> Option<(u64, u64, u64)> {
     match src {
         MetricSource::Cloudwatch {
             period_secs,
             stale_after_secs,
+            end_offset_secs,
             ..
         }
         | MetricSource::Expression {
             period_secs,
             stale_after_secs,
+            end_offset_secs,
             ..
-        } => Some((*period_secs, *stale_after_secs)),
+        } => Some((*period_secs, *stale_after_secs, *end_offset_secs)),
         MetricSource::Sqs { .. } => None,
     }
+}
+
+/// The clock a metric is read at: `now`, less its end offset.
+fn read_time(now: DateTime<Utc>, offset_secs: u64) -> DateTime<Utc> {
+    now - chrono::Duration::seconds(offset_secs as i64)
 }
 
 /// The window of a query: ending at the start of the still-filling bucket (so only
@@ -217,10 +224,10 @@ pub fn plan(
     let mut groups: BTreeMap<WindowKey, Vec<Vec<PlannedQuery>>> = BTreeMap::new();
     let mut unplannable = Vec::new();
     for (i, r) in requests.iter().enumerate() {
-        let Some((period, stale)) = timing(&r.metric.source) else {
+        let Some((period, stale, offset)) = timing(&r.metric.source) else {
             continue;
         };
-        let (start, end) = window(now, period, stale);
+        let (start, end) = window(read_time(now, offset), period, stale);
         let mut unit = Vec::new();
         let mut ids = HashMap::new();
         if unit_for(
@@ -467,7 +474,7 @@ impl Source for CloudWatchSource {
             for q in call.queries.iter().filter(|q| q.answers.is_some()) {
                 let i = q.answers.unwrap_or_default();
                 let req = &requests[i];
-                let Some((period, stale)) = timing(&req.metric.source) else {
+                let Some((period, stale, offset)) = timing(&req.metric.source) else {
                     continue;
                 };
                 let reading = match &result {
@@ -476,7 +483,8 @@ impl Source for CloudWatchSource {
                         None => {
                             Reading::missing(req, "CloudWatch returned no result for the query")
                         }
-                        Some(pts) => match newest_fresh(pts, period, stale, now) {
+                        Some(pts) => match newest_fresh(pts, period, stale, read_time(now, offset))
+                        {
                             Ok((t, v)) => Reading::ok(req, Sample::Value(v), t),
                             Err(why) => Reading::missing(req, why),
                         },
@@ -573,6 +581,30 @@ target_value = 70
         assert_eq!(ids.len(), 5, "ids unique within the call");
         let fast = calls.iter().find(|c| c.period_secs == 10).unwrap();
         assert_eq!(fast.end, t("2026-11-27T10:00:30Z"));
+    }
+
+    #[test]
+    fn an_end_offset_leaves_the_newest_periods_out() {
+        let c = cfg(&TWO.replace(
+            "source = \"alb_requests_per_target\"",
+            "source = \"alb_requests_per_target\"\nend_offset = \"1m\"",
+        ));
+        let targets: Vec<&Target> = c.targets.iter().collect();
+        let reqs = MetricRequest::all(&targets);
+        let (calls, _) = plan(&reqs, t("2026-11-27T10:00:37Z"));
+        let late = calls.iter().find(|c| c.queries.iter().any(|q| matches!(&q.kind, QueryKind::Stat { metric_name, .. } if metric_name == "RequestCountPerTarget") && q.answers.is_some())).unwrap();
+        assert_eq!(late.end, t("2026-11-27T09:59:00Z"));
+        // The datapoint of 09:59 ended at 10:00, less than a minute before 10:00:37: not yet.
+        let pts = vec![
+            (t("2026-11-27T09:58:00Z"), 900.0),
+            (t("2026-11-27T09:59:00Z"), 100.0),
+        ];
+        assert_eq!(
+            newest_fresh(&pts, 60, 180, read_time(t("2026-11-27T10:00:37Z"), 60))
+                .unwrap()
+                .1,
+            900.0
+        );
     }
 
     #[test]
