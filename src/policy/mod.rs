@@ -899,12 +899,12 @@ pub fn schedule_active(s: &Schedule, now: DateTime<Utc>) -> bool {
             cron,
             ..
         } => {
-            let local = now.with_timezone(timezone);
-            // The latest start at or before now; the window is open for `duration` after it.
-            match cron.find_previous_occurrence(&local, true) {
-                Ok(start) => {
-                    now < start.with_timezone(&Utc) + Duration::seconds(*duration_secs as i64)
-                }
+            // Open iff some start lies in (now - duration, now]: the first start after
+            // now - duration is not later than now. (A forward search from a point at most
+            // one window back is much cheaper than searching backwards from now.)
+            let from = (now - Duration::seconds(*duration_secs as i64)).with_timezone(timezone);
+            match cron.find_next_occurrence(&from, false) {
+                Ok(start) => start.with_timezone(&Utc) <= now,
                 Err(_) => false,
             }
         }

@@ -1282,3 +1282,48 @@ proptest! {
         prop_assert!(d.desired >= t.min || (t.min == 0 && d.desired == 0));
     }
 }
+
+#[test]
+fn cron_windows_match_a_minute_by_minute_search_across_weeks_and_dst() {
+    let t = target(&format!(
+        "{CPU_70}[[target.schedule]]\nname = \"w\"\ncron = \"30 9 * * SUN,WED\"\ntimezone = \"America/New_York\"\nduration = \"6h\"\nfloor = 3\n"
+    ));
+    let s = &t.schedules[0];
+    let crate::config::ScheduleWhen::Cron {
+        timezone,
+        duration_secs,
+        cron,
+        ..
+    } = &s.when
+    else {
+        unreachable!()
+    };
+    // Open iff some minute in (now - 6h, now] matches the cron in New York time (a start
+    // in the repeated hour of a fall-back would count once; this one is not there). Checked
+    // every 23 minutes from late October to late November 2026 (DST ends 2026-11-01).
+    let mut now: DateTime<Utc> = "2026-10-20T00:00:00Z".parse().unwrap();
+    let end: DateTime<Utc> = "2026-11-25T00:00:00Z".parse().unwrap();
+    let mut open = 0;
+    while now < end {
+        let minutes = (*duration_secs / 60) as i64;
+        // A wall-clock time repeated when the clocks go back starts a window once (cron).
+        let repeated = |m: DateTime<Utc>| {
+            (m - Duration::hours(1))
+                .with_timezone(timezone)
+                .naive_local()
+                == m.with_timezone(timezone).naive_local()
+        };
+        let brute = (0..minutes).any(|k| {
+            let m = now - Duration::minutes(k);
+            m.timestamp() % 60 == 0
+                && cron
+                    .is_time_matching(&m.with_timezone(timezone))
+                    .unwrap_or(false)
+                && !repeated(m)
+        });
+        assert_eq!(schedule_active(s, now), brute, "{now}");
+        open += brute as u32;
+        now += Duration::minutes(23);
+    }
+    assert!(open > 50, "the windows were open at some point: {open}");
+}
