@@ -26,6 +26,8 @@ pub struct Calls {
     /// Mutating calls: (target, capacity set).
     pub sets: Vec<(String, u32)>,
     pub take_overs: Vec<String>,
+    /// `conflicts` calls, one per target checked.
+    pub conflict_checks: u64,
 }
 
 #[derive(Debug, Default)]
@@ -130,7 +132,7 @@ impl FakeCloud {
     }
 }
 
-fn denied(target: &str, op: &'static str) -> AwsError {
+fn injected(target: &str, op: &'static str) -> AwsError {
     AwsError::new(
         ErrorClass::Transient,
         "fake",
@@ -154,7 +156,7 @@ impl Actuator for FakeCloud {
                 .iter()
                 .map(|t| {
                     if s.fail_observe.contains(&t.name) {
-                        return Err(denied(&t.name, "Observe"));
+                        return Err(injected(&t.name, "Observe"));
                     }
                     let desired = *s.capacity.entry(t.name.clone()).or_insert(t.min);
                     let ready = s.ready.get(&t.name).copied().unwrap_or(desired);
@@ -180,7 +182,7 @@ impl Actuator for FakeCloud {
         self.delay().await;
         self.with(|s| {
             if s.fail_set.contains(&target.name) {
-                return Err(denied(&target.name, "SetCapacity"));
+                return Err(injected(&target.name, "SetCapacity"));
             }
             s.calls.sets.push((target.name.clone(), desired));
             s.capacity.insert(target.name.clone(), desired);
@@ -194,7 +196,10 @@ impl Actuator for FakeCloud {
     }
 
     async fn conflicts(&self, target: &Target) -> Result<Vec<Conflict>, AwsError> {
-        Ok(self.with(|s| s.conflicts.get(&target.name).cloned().unwrap_or_default()))
+        Ok(self.with(|s| {
+            s.calls.conflict_checks += 1;
+            s.conflicts.get(&target.name).cloned().unwrap_or_default()
+        }))
     }
 
     async fn take_over(&self, target: &Target) -> Result<Vec<String>, AwsError> {

@@ -416,6 +416,13 @@ async fn aws_side_scaling_is_respected_and_taken_over_only_by_the_acting_leader(
         Options::default(),
     );
     f.tick(t0()).await;
+    let checks = cloud.calls().conflict_checks;
+    f.tick(t0() + Duration::seconds(5)).await;
+    assert_eq!(
+        cloud.calls().conflict_checks,
+        checks,
+        "a follower does not check again every tick"
+    );
     let mut dry = Controller::new(
         with_takeover.clone(),
         cloud.clone(),

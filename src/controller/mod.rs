@@ -262,8 +262,9 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
 
     /// Looks for AWS's own scaling on every target. A target with conflicts is dropped
     /// unless `takeover = true`; then AWS's scaling is suspended, but only by an acting
-    /// replica (leader, not dry run), and the check repeats once this replica acts. A target
-    /// whose check failed is decided but not acted on until a check succeeds.
+    /// replica (leader, not dry run); a replica that may not act checks again on promotion or
+    /// reload. A target whose check or take-over failed is decided but not acted on, and
+    /// checked again on the next tick.
     async fn check_conflicts(&mut self, acting: bool) {
         let mut keep = Vec::new();
         let mut pending = false;
@@ -279,9 +280,9 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     }
                     if !acting {
                         tracing::warn!(target_name = %t.name, conflicts = ?what, "AWS's own scaling would be suspended by the acting leader");
+                        // Checked again on promotion or reload, not every tick.
                         self.unverified
                             .insert(t.name.clone(), "AWS's own scaling is still active".into());
-                        pending = true;
                         keep.push(t);
                         continue;
                     }
@@ -292,6 +293,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                         Err(e) => {
                             tracing::error!(target_name = %t.name, error = %e, "could not suspend AWS's scaling");
                             self.unverified.insert(t.name.clone(), e.to_string());
+                            pending = true;
                         }
                     }
                     keep.push(t);
@@ -299,6 +301,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 Err(e) => {
                     tracing::warn!(target_name = %t.name, error = %e, "could not check for AWS-side scaling: not acting on it until a check succeeds");
                     self.unverified.insert(t.name.clone(), e.to_string());
+                    pending = true;
                     keep.push(t);
                 }
             }
@@ -368,7 +371,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         self.was_leader = leader;
         let acting = leader && !self.options.dry_run;
         self.actuator.set_acting(acting);
-        if self.conflicts_pending || !self.unverified.is_empty() {
+        if self.conflicts_pending {
             self.check_conflicts(acting).await;
         }
         if !self.loaded {
@@ -391,6 +394,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         // Decide every target.
         let mut results = Vec::with_capacity(targets.len());
         let mut to_act: Vec<(usize, &Target, u32, CapacityState)> = Vec::new();
+        let no_history = History::default();
         for (t, state) in targets.iter().zip(states) {
             let state = match state {
                 Ok(s) => s,
@@ -414,8 +418,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 obs.metrics.insert(m.name.clone(), sample);
             }
             obs.forecast = self.forecasts.get(&t.name).cloned();
-            let history = self.histories.get(&t.name).cloned().unwrap_or_default();
-            let d = policy::decide(t, &obs, &history);
+            let d = policy::decide(t, &obs, self.histories.get(&t.name).unwrap_or(&no_history));
             let outcome = if d.desired == d.current {
                 None
             } else if !leader {
