@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use capstan::config;
-use capstan::policy::{decide, ForecastSeries, History, Observation, Sample};
+use capstan::policy::{decide, decide_quiet, ForecastSeries, History, Observation, Sample};
 use chrono::{Duration, Utc};
 
 const TARGETS: usize = 10_000;
@@ -109,7 +109,7 @@ fn main() {
             );
             o.metrics
                 .insert("rps".into(), Some(Sample::Value(900.0 + (i % 300) as f64)));
-            o.forecast = Some(forecast.clone());
+            o.forecast = Some(std::sync::Arc::new(forecast.clone()));
             o
         })
         .collect();
@@ -122,29 +122,70 @@ fn main() {
             histories[i].record(t, &d, true);
         }
     }
-    let mut times = Vec::with_capacity(RUNS);
-    let mut changed = 0;
-    for _ in 0..RUNS {
-        let started = Instant::now();
+    println!("decide: {TARGETS} targets, all policies on, {RUNS} runs (one thread)");
+    let quiet = time_ticks(|| {
+        let mut changed = 0;
+        for (i, t) in cfg.targets.iter().enumerate() {
+            let d = decide_quiet(black_box(t), black_box(&obs[i]), black_box(&histories[i]));
+            changed += (d.desired != d.current) as usize;
+            black_box(d);
+        }
+        changed
+    });
+    report("decide_quiet (decision, no explanation text)", quiet);
+    let full = time_ticks(|| {
+        let mut changed = 0;
         for (i, t) in cfg.targets.iter().enumerate() {
             let d = decide(black_box(t), black_box(&obs[i]), black_box(&histories[i]));
             changed += (d.desired != d.current) as usize;
             black_box(d);
         }
+        changed
+    });
+    report("decide (with the full explanation text)", full);
+    // A daemon tick also records each decision; the histories evolve from run to run.
+    let mut hs = histories.clone();
+    let mut tick = 0;
+    let recorded = time_ticks(|| {
+        tick += 1;
+        let mut changed = 0;
+        for (i, t) in cfg.targets.iter().enumerate() {
+            let mut o = obs[i].clone();
+            o.at = now + Duration::seconds(15 * tick);
+            let d = decide_quiet(black_box(t), &o, &hs[i]);
+            changed += (d.desired != d.current) as usize;
+            hs[i].record(t, &d, true);
+        }
+        changed
+    });
+    report(
+        "decide_quiet + History::record, 15 s apart (incl. cloning each observation)",
+        recorded,
+    );
+}
+
+/// Times `RUNS` ticks; returns the sorted durations and the decisions that changed
+/// capacity per tick.
+fn time_ticks(mut tick: impl FnMut() -> usize) -> (Vec<std::time::Duration>, usize) {
+    let mut times = Vec::with_capacity(RUNS);
+    let mut changed = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        changed += tick();
         times.push(started.elapsed());
     }
     times.sort();
+    (times, changed / RUNS)
+}
+
+fn report(what: &str, (times, changed): (Vec<std::time::Duration>, usize)) {
     let median = times[RUNS / 2];
     let p99 = times[(RUNS * 99 / 100).min(RUNS - 1)];
-    println!("decide: {TARGETS} targets, all policies on, {RUNS} runs (one thread)");
+    println!("{what}:");
     println!(
-        "  per tick: median {:.2} ms, p99 {:.2} ms",
+        "  per tick: median {:.2} ms, p99 {:.2} ms; per target {:.2} us; {changed} decisions changed capacity",
         median.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
-    println!(
-        "  per target: median {:.2} us",
+        p99.as_secs_f64() * 1e3,
         median.as_secs_f64() * 1e6 / TARGETS as f64
     );
-    println!("  ({} decisions changed capacity)", changed / RUNS);
 }

@@ -291,7 +291,7 @@ fn decide(
             ready: parsed.ready,
             metrics: parsed.metrics,
             scale_in_blocked: parsed.scale_in_blocked,
-            forecast: parsed.forecast,
+            forecast: parsed.forecast.map(std::sync::Arc::new),
         };
         let d = policy::decide(target, &obs, &history);
         history.record(target, &d, true);

@@ -299,7 +299,40 @@ pub enum ScheduleWhen {
         duration_secs: u64,
         #[serde(skip)]
         cron: Box<croner::Cron>,
+        /// Identifies the window (expression, zone, duration) for the core's cache of
+        /// window states; equal windows share a key.
+        #[serde(skip)]
+        key: u64,
     },
+}
+
+impl ScheduleWhen {
+    /// A recurring window: its expression, zone and duration.
+    pub fn cron(
+        expression: &str,
+        timezone: chrono_tz::Tz,
+        duration_secs: u64,
+        cron: croner::Cron,
+    ) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (expression, timezone.name(), duration_secs).hash(&mut h);
+        ScheduleWhen::Cron {
+            expression: expression.to_string(),
+            timezone,
+            duration_secs,
+            cron: Box::new(cron),
+            key: h.finish(),
+        }
+    }
+
+    /// The cache key of a recurring window; `None` for a one-off window.
+    pub fn key(&self) -> Option<u64> {
+        match self {
+            ScheduleWhen::Cron { key, .. } => Some(*key),
+            ScheduleWhen::Once { .. } => None,
+        }
+    }
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {

@@ -1644,12 +1644,12 @@ fn schedules(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, target_max: u32) -
                 ctx.err(&sp.at("duration"), "a window of 0s never applies", None);
             }
             match (cron, tz) {
-                (Some(cron), Some(timezone)) if duration_secs > 0 => Some(ScheduleWhen::Cron {
-                    expression: s.cron.clone().unwrap_or_default(),
+                (Some(cron), Some(timezone)) if duration_secs > 0 => Some(ScheduleWhen::cron(
+                    s.cron.as_deref().unwrap_or_default(),
                     timezone,
                     duration_secs,
-                    cron: Box::new(cron),
-                }),
+                    cron,
+                )),
                 _ => None,
             }
         } else {

@@ -10,6 +10,7 @@ pub mod lease;
 pub mod state;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -108,7 +109,7 @@ pub struct Controller<S, A, St, L> {
     options: Options,
     histories: HashMap<String, History>,
     loaded: bool,
-    forecasts: HashMap<String, ForecastSeries>,
+    forecasts: HashMap<String, Arc<ForecastSeries>>,
     /// When each predictive target's forecast is next refreshed, and what the last
     /// refresh said (the model used, or why there is none).
     forecast_due: HashMap<String, (DateTime<Utc>, String)>,
@@ -178,7 +179,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
 
     /// Supplies the forecast a target's predictive policy uses from now on.
     pub fn set_forecast(&mut self, target: &str, forecast: ForecastSeries) {
-        self.forecasts.insert(target.to_string(), forecast);
+        self.forecasts
+            .insert(target.to_string(), Arc::new(forecast));
     }
 
     /// What the last forecast refresh of a target said (model used, or why none).
@@ -229,7 +231,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                                 step_secs: f.step_secs as u64,
                                 values: f.values,
                             };
-                            self.forecasts.insert(name.clone(), series);
+                            self.forecasts.insert(name.clone(), Arc::new(series));
                             (refresh, f.model)
                         }
                         Err(e) => (refresh.min(900), e.to_string()),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::history::ForecastCheck;
+use super::history::{ForecastCheck, WindowState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,8 +24,12 @@ pub struct Decision {
     pub current: u32,
     pub desired: u32,
     pub action: Action,
-    /// The explanation as one line.
+    /// The explanation as one line (empty when not `explained`).
     pub reason: String,
+    /// Whether the text of the explanation was rendered ([`super::decide`]) or only its
+    /// numbers ([`super::decide_quiet`]).
+    #[serde(skip)]
+    pub explained: bool,
     pub explanation: Explanation,
     /// What the history must remember of this tick (applied by `History::record`).
     #[serde(skip)]
@@ -52,7 +56,43 @@ pub struct MetricLine {
     pub value: Option<f64>,
     /// Why the value is not usable (missing, NaN, negative...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
+    pub problem: Option<Problem>,
+}
+
+/// Why a metric has no usable value this tick. Serializes as its text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Problem {
+    /// The source had no (fresh) datapoint.
+    Missing,
+    /// A policy names a metric the observation does not carry at all.
+    NotObserved,
+    NaN,
+    Infinite,
+    Negative(f64),
+    /// An SQS counter was NaN, infinite or negative.
+    QueueUnusable,
+    /// Queue counters arrived for a metric whose source is not SQS.
+    QueueOnNonSqs,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing => f.write_str("missing"),
+            Problem::NotObserved => f.write_str("not observed"),
+            Problem::NaN => f.write_str("NaN"),
+            Problem::Infinite => f.write_str("infinite"),
+            Problem::Negative(v) => write!(f, "negative ({})", num(*v)),
+            Problem::QueueUnusable => f.write_str("queue counters not usable"),
+            Problem::QueueOnNonSqs => f.write_str("queue counters given for a non-SQS metric"),
+        }
+    }
+}
+
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -76,7 +116,7 @@ pub struct BoundsLine {
 #[derive(Clone, Debug, Serialize)]
 pub struct ForecastLine {
     pub policy: String,
-    pub mode: String,
+    pub mode: &'static str,
     /// Highest load expected between now and `schedule_ahead` from now.
     pub predicted_load: Option<f64>,
     /// The capacity that load needs (`ceil(load / target_per_unit)`).
@@ -104,6 +144,8 @@ pub struct Update {
     /// Step policy name -> breach start (`None` clears it).
     pub breaches: BTreeMap<String, Option<DateTime<Utc>>>,
     pub forecast_check: Option<ForecastCheck>,
+    /// Schedule windows whose state was computed afresh this tick (kept in the cache).
+    pub windows: Vec<WindowState>,
 }
 
 impl Decision {

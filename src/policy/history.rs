@@ -50,6 +50,62 @@ pub struct History {
     pub breach_since: BTreeMap<String, DateTime<Utc>>,
     /// Live forecast checks, at most one per [`FORECAST_CHECK_EVERY_SECS`], for a day.
     pub forecast_checks: Vec<ForecastCheck>,
+    /// Derived data kept to make ticks cheap (schedule windows, forecast error sums); never
+    /// stored, never compared, rebuilt when missing or out of date.
+    #[serde(skip)]
+    pub cache: Cache,
+}
+
+/// A schedule window's state: `open` (or closed) from `checked` until `until` (exclusive).
+/// Windows change only at their edges, so one cron search per edge is enough.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowState {
+    /// The schedule's [`crate::config::ScheduleWhen::Cron`] `key`.
+    pub key: u64,
+    pub open: bool,
+    pub checked: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// Sums of the live forecast checks, valid for the checks they were computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ErrorSums {
+    n: usize,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    abs_error: f64,
+    abs_actual: f64,
+}
+
+impl ErrorSums {
+    fn of(checks: &[ForecastCheck]) -> Self {
+        ErrorSums {
+            n: checks.len(),
+            first: checks.first().map(|c| c.at),
+            last: checks.last().map(|c| c.at),
+            abs_error: checks.iter().map(|c| (c.forecast - c.actual).abs()).sum(),
+            abs_actual: checks.iter().map(|c| c.actual.abs()).sum(),
+        }
+    }
+
+    fn matches(&self, checks: &[ForecastCheck]) -> bool {
+        self.n == checks.len()
+            && self.first == checks.first().map(|c| c.at)
+            && self.last == checks.last().map(|c| c.at)
+    }
+}
+
+/// See [`History::cache`]. Equal to any other cache: it is not part of the state.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    pub windows: Vec<WindowState>,
+    errors: ErrorSums,
+}
+
+impl PartialEq for Cache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// How often the live forecast accuracy is sampled.
@@ -92,6 +148,12 @@ impl History {
         }
         if let Some(check) = u.forecast_check {
             self.forecast_checks.push(check);
+        }
+        for w in &u.windows {
+            match self.cache.windows.iter_mut().find(|c| c.key == w.key) {
+                Some(c) => *c = *w,
+                None => self.cache.windows.push(*w),
+            }
         }
         if acted && d.desired != d.current {
             if d.desired > d.current {
@@ -146,8 +208,44 @@ impl History {
         self.scale_downs.retain(|e| e.at > keep_events);
         let keep_checks = now - Duration::seconds(FORECAST_CHECK_WINDOW_SECS);
         self.forecast_checks.retain(|c| c.at > keep_checks);
-        self.breach_since
-            .retain(|name, _| target.policies.iter().any(|p| &p.name == name));
+        if !self.cache.errors.matches(&self.forecast_checks) {
+            self.cache.errors = ErrorSums::of(&self.forecast_checks);
+        }
+        if !self.breach_since.is_empty() {
+            self.breach_since
+                .retain(|name, _| target.policies.iter().any(|p| &p.name == name));
+        }
+        self.cache
+            .windows
+            .retain(|w| target.schedules.iter().any(|s| s.when.key() == Some(w.key)));
+    }
+
+    /// The live forecast error (WAPE) over the kept checks plus `extra`, once there are at
+    /// least [`super::MIN_FORECAST_CHECKS`]; infinite when the load was zero throughout
+    /// but the forecast was not.
+    pub fn forecast_error(&self, extra: Option<&ForecastCheck>) -> Option<f64> {
+        let checks = &self.forecast_checks;
+        let sums = if self.cache.errors.matches(checks) {
+            self.cache.errors
+        } else {
+            ErrorSums::of(checks)
+        };
+        let n = sums.n + extra.is_some() as usize;
+        if n < super::MIN_FORECAST_CHECKS {
+            return None;
+        }
+        let (mut err, mut tot) = (sums.abs_error, sums.abs_actual);
+        if let Some(c) = extra {
+            err += (c.forecast - c.actual).abs();
+            tot += c.actual.abs();
+        }
+        Some(if tot > 0.0 {
+            err / tot
+        } else if err > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        })
     }
 
     /// Units added by scale-outs within `secs` before `now`.

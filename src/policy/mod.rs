@@ -27,13 +27,14 @@ mod observation;
 
 pub use behavior::{scale_down_limit, scale_up_limit, stabilize};
 pub use explain::{
-    num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, ProposalLine,
-    StepLine, Update,
+    num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, Problem,
+    ProposalLine, StepLine, Update,
 };
-pub use history::{ForecastCheck, History, Recommendation, ScaleEvent, FORECAST_CHECK_EVERY_SECS};
+pub use history::{
+    Cache, ForecastCheck, History, Recommendation, ScaleEvent, WindowState,
+    FORECAST_CHECK_EVERY_SECS,
+};
 pub use observation::{ForecastSeries, Observation, Sample};
-
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -46,32 +47,77 @@ use crate::config::{
 /// Least number of live checks before the forecast error is trusted.
 pub const MIN_FORECAST_CHECKS: usize = 12;
 
-/// Decides the capacity of `target` for the observation `obs`, given its history.
+/// `format!` when explaining; an empty, unallocated string otherwise.
+/// Pushes a `format!`ted line onto `$v` when explaining.
+macro_rules! note {
+    ($x:expr, $v:expr, $($arg:tt)*) => {
+        if $x {
+            $v.push(format!($($arg)*))
+        }
+    };
+}
+
+macro_rules! text {
+    ($x:expr, $($arg:tt)*) => {
+        if $x {
+            format!($($arg)*)
+        } else {
+            String::new()
+        }
+    };
+}
+
+/// Decides the capacity of `target` for the observation `obs`, given its history, with the
+/// full explanation (every text line and the one-line reason).
 pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision {
+    decide_with(target, obs, history, true)
+}
+
+/// The same decision as [`decide`] (same capacity, same history update, same structured
+/// numbers: bounds, proposals, forecast), without rendering any explanation text: the
+/// `detail`/`note`/`sources` strings and `reason` are empty and `explained` is false. For
+/// callers that need the text only for some decisions (the simulator explains only the
+/// ticks that change capacity): call [`decide`] again with the same inputs for those.
+pub fn decide_quiet(target: &Target, obs: &Observation, history: &History) -> Decision {
+    decide_with(target, obs, history, false)
+}
+
+fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -> Decision {
     let now = obs.at;
     let current = obs.current;
     let mut ex = Explanation::default();
     let mut upd = Update::default();
 
+    // Names are text too: quiet decisions leave them empty (their lines follow the order of
+    // the target's metrics and policies).
+    let name = |n: &str| if x { n.to_string() } else { String::new() };
+
     // 1. Metrics.
-    let mut values: BTreeMap<&str, Result<f64, String>> = BTreeMap::new();
+    ex.metrics.reserve_exact(target.metrics.len());
     for m in &target.metrics {
         let v = read_metric(m, obs.metrics.get(&m.name));
         ex.metrics.push(MetricLine {
-            name: m.name.clone(),
-            value: v.as_ref().ok().copied(),
-            problem: v.as_ref().err().cloned(),
+            name: name(&m.name),
+            value: v.ok(),
+            problem: v.err(),
         });
-        values.insert(m.name.as_str(), v);
     }
-    let missing: Vec<&str> = target
+    let lines = &ex.metrics;
+    let value_of = |metric: &str| match target.metrics.iter().position(|m| m.name == metric) {
+        Some(i) => lines[i]
+            .problem
+            .map_or_else(|| Ok(lines[i].value.unwrap_or(0.0)), Err),
+        None => Err(Problem::NotObserved),
+    };
+    let mut missing = target
         .policies
         .iter()
         .filter(|p| !matches!(p.kind, PolicyKind::Predictive(_)))
         .map(|p| p.metric.as_str())
-        .filter(|m| !matches!(values.get(m), Some(Ok(_))))
-        .collect();
-    upd.consecutive_failures = if missing.is_empty() {
+        .filter(|m| value_of(m).is_err())
+        .peekable();
+    let any_missing = missing.peek().is_some();
+    upd.consecutive_failures = if !any_missing {
         0
     } else {
         history.consecutive_failures.saturating_add(1)
@@ -79,13 +125,13 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
     let active = target
         .metrics
         .iter()
-        .any(|m| matches!(values.get(m.name.as_str()), Some(Ok(v)) if *v > m.activation));
+        .any(|m| matches!(value_of(&m.name), Ok(v) if v > m.activation));
     // Missing data never starts (or finishes) the countdown to zero, but it does not
     // wake a target at zero either: only a real value above its activation does.
-    upd.active = active || (!missing.is_empty() && current > 0);
+    upd.active = active || (any_missing && current > 0);
 
     // 2. Bounds from schedules.
-    let mut bounds = schedule_bounds(target, now);
+    let mut bounds = schedule_bounds(target, now, history, &mut upd.windows, x);
 
     // AWS cooldown: while a scale-out's cooldown runs, the capacity it added counts as
     // already there, so a lagging metric does not add the same capacity again.
@@ -99,13 +145,12 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
     });
 
     // 3. Proposals.
-    let mut best: Option<(u32, String)> = None;
-    let mut forecast_floor: Option<(u32, String)> = None;
+    let mut best: Option<(u32, &str)> = None;
+    let mut forecast_floor: Option<(u32, &PredictivePolicy, &str)> = None;
+    let mut proposals = Vec::with_capacity(target.policies.len());
+    let mut forecast_line = None;
     for p in &target.policies {
-        let value = values
-            .get(p.metric.as_str())
-            .cloned()
-            .unwrap_or_else(|| Err("not observed".into()));
+        let value = value_of(&p.metric);
         let (proposal, detail) = match &p.kind {
             PolicyKind::TargetTracking {
                 target: tt,
@@ -120,17 +165,20 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                     (*tolerance_up, *tolerance_down),
                     cooldown_base,
                     &p.metric,
+                    x,
                 ),
-                Err(why) => (None, format!("{}: {why}, no proposal", p.metric)),
+                Err(why) => (None, text!(x, "{}: {why}, no proposal", p.metric)),
             },
             PolicyKind::Step(s) => match value {
                 Ok(v) => {
                     let (prop, detail, since) =
-                        step(s, &p.name, v, current, cooldown_base, now, history);
-                    upd.breaches.insert(p.name.clone(), since);
-                    (prop, format!("{}: {detail}", p.metric))
+                        step(s, &p.name, v, current, cooldown_base, now, history, x);
+                    if history.breach_since.get(&p.name).copied() != since {
+                        upd.breaches.insert(p.name.clone(), since);
+                    }
+                    (prop, text!(x, "{}: {detail}", p.metric))
                 }
-                Err(why) => (None, format!("{}: {why}, no proposal", p.metric)),
+                Err(why) => (None, text!(x, "{}: {why}, no proposal", p.metric)),
             },
             PolicyKind::Predictive(pp) => {
                 let (line, floor, check) = predictive(
@@ -140,79 +188,84 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                     value.ok(),
                     history,
                     target.max.max(bounds.max),
+                    x,
                 );
                 upd.forecast_check = check;
                 if let Some(f) = floor {
-                    forecast_floor = Some((f, p.name.clone()));
+                    forecast_floor = Some((f, pp, &p.name));
                 }
-                let detail = format!("{}: {}", p.name, line.note);
-                ex.forecast = Some(line);
-                ex.proposals.push(ProposalLine {
-                    policy: p.name.clone(),
-                    metric: p.metric.clone(),
+                let detail = text!(x, "{}: {}", p.name, line.note);
+                forecast_line = Some(line);
+                proposals.push(ProposalLine {
+                    policy: name(&p.name),
+                    metric: name(&p.metric),
                     proposal: None,
                     detail,
                 });
                 continue;
             }
         };
-        let detail = format!("{}: {detail}", p.name);
+        let detail = text!(x, "{}: {detail}", p.name);
         if let Some(c) = proposal {
-            if best.as_ref().is_none_or(|(b, _)| c > *b) {
-                best = Some((c, p.name.clone()));
+            if best.is_none_or(|(b, _)| c > b) {
+                best = Some((c, &p.name));
             }
         }
-        ex.proposals.push(ProposalLine {
-            policy: p.name.clone(),
-            metric: p.metric.clone(),
+        proposals.push(ProposalLine {
+            policy: name(&p.name),
+            metric: name(&p.metric),
             proposal,
             detail,
         });
     }
-    ex.winner = best.as_ref().map(|b| b.1.clone());
+    ex.proposals = proposals;
+    ex.forecast = forecast_line;
+    ex.winner = best.map(|b| name(b.1));
     let mut raw = best.map(|b| b.0).unwrap_or(current);
     let mut steps: Vec<StepLine> = Vec::new();
-    if !missing.is_empty() && raw < current {
+    if any_missing && raw < current {
         steps.push(StepLine {
             rule: "missing_data",
             from: raw,
             to: current,
-            detail: format!("no scale-in while {} is missing", missing.join(", ")),
+            detail: text!(
+                x,
+                "no scale-in while {} is missing",
+                missing.collect::<Vec<_>>().join(", ")
+            ),
         });
         raw = current;
     }
     upd.recommendation = raw;
 
     // Floors: predictive and fallback join the schedules'.
-    if let Some((f, name)) = forecast_floor {
-        if let Some(PolicyKind::Predictive(pp)) = target
-            .policies
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| &p.kind)
-        {
-            if let MaxCapacityBreach::IncreaseByPercent(pct) = pp.breach {
-                let raised = (f as f64 * (1.0 + pct / 100.0)).ceil() as u32;
-                if f > bounds.max {
-                    bounds.sources.push(format!(
-                        "max {} -> {raised} ({name} may exceed max by {}%)",
-                        bounds.max,
-                        num(pct)
-                    ));
-                    bounds.max = raised;
-                }
+    if let Some((f, pp, name)) = forecast_floor {
+        if let MaxCapacityBreach::IncreaseByPercent(pct) = pp.breach {
+            let raised = (f as f64 * (1.0 + pct / 100.0)).ceil() as u32;
+            if f > bounds.max {
+                note!(
+                    x,
+                    bounds.sources,
+                    "max {} -> {raised} ({name} may exceed max by {}%)",
+                    bounds.max,
+                    num(pct)
+                );
+                bounds.max = raised;
             }
         }
         let f = f.min(bounds.max);
-        bounds.sources.push(format!("floor {f} ({name})"));
+        note!(x, bounds.sources, "floor {f} ({name})");
         bounds.floor = Some(bounds.floor.map_or(f, |x| x.max(f)));
     }
     if let Some(fb) = target.fallback {
         if upd.consecutive_failures > fb.after_failures {
-            bounds.sources.push(format!(
+            note!(
+                x,
+                bounds.sources,
                 "floor {} (fallback after {} failed ticks)",
-                fb.capacity, upd.consecutive_failures
-            ));
+                fb.capacity,
+                upd.consecutive_failures
+            );
             bounds.floor = Some(bounds.floor.map_or(fb.capacity, |x| x.max(fb.capacity)));
         }
     }
@@ -220,7 +273,7 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
     let mut lower = bounds.min.max(bounds.floor.unwrap_or(0)).min(upper);
 
     let b = &target.behavior;
-    let hold_scale_in = scale_in_hold(b, obs, history, now);
+    let hold_scale_in = scale_in_hold(b, obs, history, now, x);
 
     // Scale to zero (KEDA): with min 0, hold at least 1 until idle long enough.
     let mut to_zero = false;
@@ -234,20 +287,20 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         if upd.active {
             lower = 1;
             if current == 0 {
-                bounds
-                    .sources
-                    .push("min 1 (active: scale from zero)".into());
+                note!(x, bounds.sources, "min 1 (active: scale from zero)");
             }
         } else if idle_for > target.behavior.scale_to_zero_after_secs && hold_scale_in.is_none() {
             // KEDA: lastActiveTime + cooldownPeriod < now.
             to_zero = current > 0;
         } else {
             lower = 1;
-            bounds.sources.push(format!(
+            note!(
+                x,
+                bounds.sources,
                 "min 1 (idle {}, scale to zero after {})",
                 format_secs(idle_for),
                 format_secs(target.behavior.scale_to_zero_after_secs)
-            ));
+            );
         }
     }
     ex.bounds = BoundsLine {
@@ -263,7 +316,7 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         if ex.bounds.sources.is_empty() {
             String::new()
         } else {
-            format!(" ({})", ex.bounds.sources.join(", "))
+            text!(x, " ({})", ex.bounds.sources.join(", "))
         }
     };
     if current < lower || current > upper {
@@ -271,15 +324,16 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         // from the corrected capacity on the next tick.
         desired = current.clamp(lower, upper);
         let what = if current < lower {
-            format!("below the effective min {lower}")
+            text!(x, "below the effective min {lower}")
         } else {
-            format!("above the effective max {upper}")
+            text!(x, "above the effective max {upper}")
         };
         steps.push(StepLine {
             rule: "bounds",
             from: raw,
             to: desired,
-            detail: format!(
+            detail: text!(
+                x,
                 "current {current} is {what}{}: set {desired} at once",
                 bound_sources()
             ),
@@ -290,7 +344,7 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
             rule: "paused",
             from: raw,
             to: current,
-            detail: format!("paused: policies propose {}", raw.clamp(lower, upper)),
+            detail: text!(x, "paused: policies propose {}", raw.clamp(lower, upper)),
         });
     } else if stay_zero {
         desired = 0;
@@ -299,7 +353,10 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                 rule: "activation",
                 from: raw,
                 to: 0,
-                detail: "inactive (no metric above its activation value): stay at zero".into(),
+                detail: text!(
+                    x,
+                    "inactive (no metric above its activation value): stay at zero"
+                ),
             });
         }
     } else if to_zero {
@@ -308,7 +365,8 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
             rule: "scale_to_zero",
             from: raw,
             to: 0,
-            detail: format!(
+            detail: text!(
+                x,
                 "inactive for more than {}: scale to zero",
                 format_secs(b.scale_to_zero_after_secs)
             ),
@@ -332,12 +390,14 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         desired = stab;
         if let Some((up_rec, down_rec)) = held {
             let detail = if raw > current {
-                format!(
+                text!(
+                    x,
                     "scale-up stabilization ({}): lowest recommendation in window is {up_rec}",
                     format_secs(b.scale_up.stabilization_window_secs)
                 )
             } else {
-                format!(
+                text!(
+                    x,
                     "scale-down stabilization ({}): highest recommendation in window is {down_rec}",
                     format_secs(b.scale_down.stabilization_window_secs)
                 )
@@ -368,7 +428,8 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                     rule: "rate_limit",
                     from: desired,
                     to: limit,
-                    detail: format!(
+                    detail: text!(
+                        x,
                         "scale-up rate limit: at most {limit} now ({})",
                         describe_rules(&b.scale_up)
                     ),
@@ -382,7 +443,8 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
                     rule: "rate_limit",
                     from: desired,
                     to: limit,
-                    detail: format!(
+                    detail: text!(
+                        x,
                         "scale-down rate limit: at least {limit} now ({})",
                         describe_rules(&b.scale_down)
                     ),
@@ -393,15 +455,15 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         let clamped = desired.clamp(lower, upper);
         if clamped != desired {
             let which = if clamped > desired {
-                format!("min {lower}")
+                text!(x, "min {lower}")
             } else {
-                format!("max {upper}")
+                text!(x, "max {upper}")
             };
             steps.push(StepLine {
                 rule: "bounds",
                 from: desired,
                 to: clamped,
-                detail: format!("clamped to {which}{}", bound_sources()),
+                detail: text!(x, "clamped to {which}{}", bound_sources()),
             });
             desired = clamped;
         }
@@ -420,10 +482,13 @@ pub fn decide(target: &Target, obs: &Observation, history: &History) -> Decision
         desired,
         action,
         reason: String::new(),
+        explained: x,
         explanation: ex,
         update: upd,
     };
-    d.summarize();
+    if x {
+        d.summarize();
+    }
     d
 }
 
@@ -435,12 +500,13 @@ fn scale_in_hold(
     obs: &Observation,
     h: &History,
     now: DateTime<Utc>,
+    x: bool,
 ) -> Option<(&'static str, String)> {
     if b.disable_scale_in {
-        return Some(("disable_scale_in", "scale-in disabled".to_string()));
+        return Some(("disable_scale_in", text!(x, "scale-in disabled")));
     }
     if let Some(why) = &obs.scale_in_blocked {
-        return Some(("scale_in_blocked", format!("scale-in held: {why}")));
+        return Some(("scale_in_blocked", text!(x, "scale-in held: {why}")));
     }
     let scaled_out_since =
         matches!((h.last_scale_out, h.last_scale_in), (Some(o), Some(i)) if o > i);
@@ -448,7 +514,7 @@ fn scale_in_hold(
         if let Some(end) = until(h.last_scale_in, b.scale_in_cooldown_secs, now) {
             return Some((
                 "cooldown",
-                format!("scale-in cooldown until {}", end.format("%H:%M:%S")),
+                text!(x, "scale-in cooldown until {}", end.format("%H:%M:%S")),
             ));
         }
     }
@@ -456,7 +522,8 @@ fn scale_in_hold(
         let warming = h.added_within(now, b.warmup_secs);
         (
             "warmup",
-            format!(
+            text!(
+                x,
                 "{warming} new units warming until {}: no scale-in",
                 end.format("%H:%M:%S")
             ),
@@ -496,9 +563,9 @@ fn describe_rules(r: &crate::config::Rules) -> String {
 }
 
 /// A metric's usable value, or why there is none.
-fn read_metric(m: &Metric, sample: Option<&Option<Sample>>) -> Result<f64, String> {
+fn read_metric(m: &Metric, sample: Option<&Option<Sample>>) -> Result<f64, Problem> {
     let v = match (sample, &m.source) {
-        (None, _) | (Some(None), _) => return Err("missing".into()),
+        (None, _) | (Some(None), _) => return Err(Problem::Missing),
         (Some(Some(Sample::Value(v))), _) => *v,
         (
             Some(Some(Sample::Queue {
@@ -519,20 +586,18 @@ fn read_metric(m: &Metric, sample: Option<&Option<Sample>>) -> Result<f64, Strin
                 (*delayed, *include_delayed),
             ];
             if parts.iter().any(|(p, _)| !p.is_finite() || *p < 0.0) {
-                return Err("queue counters not usable".into());
+                return Err(Problem::QueueUnusable);
             }
             parts.iter().filter(|(_, on)| *on).map(|(p, _)| p).sum()
         }
-        (Some(Some(Sample::Queue { .. })), _) => {
-            return Err("queue counters given for a non-SQS metric".into())
-        }
+        (Some(Some(Sample::Queue { .. })), _) => return Err(Problem::QueueOnNonSqs),
     };
     if v.is_nan() {
-        Err("NaN".into())
+        Err(Problem::NaN)
     } else if v.is_infinite() {
-        Err("infinite".into())
+        Err(Problem::Infinite)
     } else if v < 0.0 {
-        Err(format!("negative ({})", num(v)))
+        Err(Problem::Negative(v))
     } else {
         Ok(v)
     }
@@ -557,6 +622,7 @@ fn ceil_u32(x: f64) -> u32 {
 /// dead band or below 1 (the new units will take load). During a scale-out cooldown the
 /// ratio applies to the capacity before that scale-out (AWS). Totals: `ceil(total /
 /// per_unit)`, the dead band judged on the current capacity.
+#[allow(clippy::too_many_arguments)]
 fn track(
     tt: TrackingTarget,
     value: f64,
@@ -565,6 +631,7 @@ fn track(
     (tol_up, tol_down): (f64, f64),
     cooldown_base: Option<u32>,
     metric: &str,
+    x: bool,
 ) -> (Option<u32>, String) {
     let within = |ratio: f64| (1.0 - tol_down) <= ratio && ratio <= (1.0 + tol_up);
     match tt {
@@ -572,15 +639,15 @@ fn track(
             if current == 0 {
                 return (
                     None,
-                    format!("{metric} {} per unit, but no unit runs", num(value)),
+                    text!(x, "{metric} {} per unit, but no unit runs", num(value)),
                 );
             }
             let ratio = value / target;
-            let head = format!("{metric} {} vs target {}", num(value), num(target));
+            let head = text!(x, "{metric} {} vs target {}", num(value), num(target));
             if within(ratio) {
                 return (
                     Some(current),
-                    format!("{head} within tolerance: keep {current}"),
+                    text!(x, "{head} within tolerance: keep {current}"),
                 );
             }
             let ready = ready.min(current);
@@ -589,17 +656,20 @@ fn track(
                 if within(corrected) || corrected < 1.0 {
                     return (
                         Some(current),
-                        format!("{head} on {ready} ready of {current}: with the starting units the ratio is {corrected:.3}, keep {current}"),
+                        text!(x, "{head} on {ready} ready of {current}: with the starting units the ratio is {corrected:.3}, keep {current}"),
                     );
                 }
                 let p = ceil_u32(corrected * current as f64).max(current);
-                return (Some(p), format!("{head} on {ready} ready of {current}: ceil({current} x {corrected:.3}) = {p}"));
+                return (Some(p), text!(x, "{head} on {ready} ready of {current}: ceil({current} x {corrected:.3}) = {p}"));
             }
             if let Some(cb) = cooldown_base.filter(|cb| ratio > 1.0 && *cb < current) {
                 let p = ceil_u32(ratio * cb as f64).max(current);
                 return (
                     Some(p),
-                    format!("{head}, counted from {cb} units before the scale-out cooldown: {p}"),
+                    text!(
+                        x,
+                        "{head}, counted from {cb} units before the scale-out cooldown: {p}"
+                    ),
                 );
             }
             // HPA multiplies by the units that report (ready), not the desired count.
@@ -607,7 +677,7 @@ fn track(
             let p = ceil_u32(ratio * base as f64);
             (
                 Some(p),
-                format!("{head} on {base} units: ceil({base} x {ratio:.3}) = {p}"),
+                text!(x, "{head} on {base} units: ceil({base} x {ratio:.3}) = {p}"),
             )
         }
         TrackingTarget::PerUnit(per_unit) => {
@@ -615,7 +685,8 @@ fn track(
             if current > 0 && within(value / (per_unit * current as f64)) {
                 return (
                     Some(current),
-                    format!(
+                    text!(
+                        x,
                         "{metric} {} at {} per unit within tolerance: keep {current}",
                         num(value),
                         num(per_unit)
@@ -624,7 +695,8 @@ fn track(
             }
             (
                 Some(p),
-                format!(
+                text!(
+                    x,
                     "{metric} {} at {} per unit: ceil({} / {}) = {p}",
                     num(value),
                     num(per_unit),
@@ -647,19 +719,21 @@ fn step(
     cooldown_base: Option<u32>,
     now: DateTime<Utc>,
     h: &History,
+    x: bool,
 ) -> (Option<u32>, String, Option<DateTime<Utc>>) {
     let sym = s.comparison.symbol();
     if !s.comparison.breached(value, s.threshold) {
         return (
             None,
-            format!("{} not {sym} {}: no alarm", num(value), num(s.threshold)),
+            text!(x, "{} not {sym} {}: no alarm", num(value), num(s.threshold)),
             None,
         );
     }
     let since = h.breach_since.get(name).copied().unwrap_or(now);
     let lasted = (now - since).num_seconds().max(0) as u64;
     if lasted < s.breach_for_secs {
-        let detail = format!(
+        let detail = text!(
+            x,
             "{} {sym} {} for {} of {}: waiting",
             num(value),
             num(s.threshold),
@@ -683,7 +757,8 @@ fn step(
     let Some(st) = hit else {
         return (
             None,
-            format!(
+            text!(
+                x,
                 "{} {sym} {} but no step covers {}",
                 num(value),
                 num(s.threshold),
@@ -701,9 +776,9 @@ fn step(
     let cur = base as i64;
     let (new, how) = match s.adjustment {
         AdjustmentType::ChangeInCapacity => {
-            (cur + st.adjustment, format!("{:+} units", st.adjustment))
+            (cur + st.adjustment, text!(x, "{:+} units", st.adjustment))
         }
-        AdjustmentType::ExactCapacity => (st.adjustment, format!("exactly {}", st.adjustment)),
+        AdjustmentType::ExactCapacity => (st.adjustment, text!(x, "exactly {}", st.adjustment)),
         AdjustmentType::PercentChangeInCapacity => {
             let delta = cur as f64 * st.adjustment as f64 / 100.0;
             let mut change = if delta == 0.0 {
@@ -721,19 +796,20 @@ fn step(
             }
             (
                 cur + change,
-                format!("{:+}% = {change:+} units", st.adjustment),
+                text!(x, "{:+}% = {change:+} units", st.adjustment),
             )
         }
     };
     let mut new = new.clamp(0, u32::MAX as i64) as u32;
     let mut how = how;
     if base != current && new <= current {
-        how = format!("{how} from {base} before the scale-out cooldown");
+        how = text!(x, "{how} from {base} before the scale-out cooldown");
         new = current;
     }
     (
         Some(new),
-        format!(
+        text!(
+            x,
             "{} {sym} {}: step {how} -> {new}",
             num(value),
             num(s.threshold)
@@ -751,6 +827,7 @@ fn predictive(
     actual: Option<f64>,
     h: &History,
     max: u32,
+    x: bool,
 ) -> (ForecastLine, Option<u32>, Option<ForecastCheck>) {
     let now = obs.at;
     let mode = match pp.mode {
@@ -759,7 +836,7 @@ fn predictive(
     };
     let mut line = ForecastLine {
         policy: name.into(),
-        mode: mode.into(),
+        mode,
         predicted_load: None,
         capacity: None,
         error: None,
@@ -767,7 +844,7 @@ fn predictive(
         note: String::new(),
     };
     let Some(fc) = &obs.forecast else {
-        line.note = "no forecast yet".into();
+        line.note = text!(x, "no forecast yet");
         return (line, None, None);
     };
     // Live accuracy: one check per FORECAST_CHECK_EVERY_SECS.
@@ -785,37 +862,28 @@ fn predictive(
         }
         _ => None,
     };
-    let checks: Vec<&ForecastCheck> = h.forecast_checks.iter().chain(check.as_ref()).collect();
-    if checks.len() >= MIN_FORECAST_CHECKS {
-        let err: f64 = checks.iter().map(|c| (c.forecast - c.actual).abs()).sum();
-        let tot: f64 = checks.iter().map(|c| c.actual.abs()).sum();
-        line.error = Some(if tot > 0.0 {
-            err / tot
-        } else if err > 0.0 {
-            f64::INFINITY
-        } else {
-            0.0
-        });
-    }
+    line.error = h.forecast_error(check.as_ref());
     let ahead = now + Duration::seconds(pp.schedule_ahead_secs as i64);
     let Some(load) = fc.max_between(now, ahead) else {
         line.note = if now >= fc.end() || ahead < fc.start {
-            "the forecast does not cover now".into()
+            text!(x, "the forecast does not cover now")
         } else {
-            "the forecast has no usable value for now".into()
+            text!(x, "the forecast has no usable value for now")
         };
         return (line, None, check);
     };
     let cap = ceil_u32(load / pp.per_unit);
     line.predicted_load = Some(load);
     line.capacity = Some(cap);
-    let desc = format!(
+    let desc = text!(
+        x,
         "forecast peak {} within {} needs {cap}",
         num(load),
         format_secs(pp.schedule_ahead_secs)
     );
     if let Some(e) = line.error.filter(|e| *e > pp.max_error) {
-        line.note = format!(
+        line.note = text!(
+            x,
             "{desc}; standing down: live error {:.0}% above {:.0}%",
             e * 100.0,
             pp.max_error * 100.0
@@ -823,16 +891,16 @@ fn predictive(
         return (line, None, check);
     }
     if pp.mode == PredictiveMode::ForecastOnly {
-        line.note = format!("{desc} (forecast only)");
+        line.note = text!(x, "{desc} (forecast only)");
         return (line, None, check);
     }
     line.applied = true;
     let shown = if pp.breach == MaxCapacityBreach::Honor && cap > max {
-        format!(", held to max {max}")
+        text!(x, ", held to max {max}")
     } else {
         String::new()
     };
-    line.note = format!("{desc}: floor{shown}");
+    line.note = text!(x, "{desc}: floor{shown}");
     (line, Some(cap), check)
 }
 
@@ -846,69 +914,128 @@ struct Bounds {
     sources: Vec<String>,
 }
 
-fn schedule_bounds(target: &Target, now: DateTime<Utc>) -> Bounds {
-    let active: Vec<&Schedule> = target
-        .schedules
-        .iter()
-        .filter(|s| schedule_active(s, now))
-        .collect();
+fn schedule_bounds(
+    target: &Target,
+    now: DateTime<Utc>,
+    history: &History,
+    fresh: &mut Vec<WindowState>,
+    x: bool,
+) -> Bounds {
     let mut b = Bounds {
         min: target.min,
         max: target.max,
         floor: None,
         sources: Vec::new(),
     };
-    let mins: Vec<u32> = active.iter().filter_map(|s| s.min).collect();
-    let maxes: Vec<u32> = active.iter().filter_map(|s| s.max).collect();
-    if let Some(m) = mins.iter().max() {
-        b.min = *m;
+    let (mut min, mut max) = (None::<u32>, None::<u32>);
+    for s in &target.schedules {
+        if !window_open(s, now, history, fresh) {
+            continue;
+        }
+        min = min.max(s.min);
+        max = max.max(s.max);
+        b.floor = b.floor.max(s.floor);
+        if x {
+            let what: Vec<String> = [("min", s.min), ("max", s.max), ("floor", s.floor)]
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+                .collect();
+            b.sources.push(format!("{} ({})", what.join(", "), s.name));
+        }
     }
-    if let Some(m) = maxes.iter().max() {
-        b.max = *m;
+    if let Some(m) = min {
+        b.min = m;
     }
-    b.floor = active.iter().filter_map(|s| s.floor).max();
-    for s in &active {
-        let mut what = Vec::new();
-        if let Some(v) = s.min {
-            what.push(format!("min {v}"));
-        }
-        if let Some(v) = s.max {
-            what.push(format!("max {v}"));
-        }
-        if let Some(v) = s.floor {
-            what.push(format!("floor {v}"));
-        }
-        b.sources.push(format!("{} ({})", what.join(", "), s.name));
+    if let Some(m) = max {
+        b.max = m;
     }
     if b.min > b.max {
         // Windows that set only min may meet a window that lowered max: min wins, so a sale
         // window's floor is never capped by another window.
-        b.sources.push(format!("max raised to min {}", b.min));
+        note!(x, b.sources, "max raised to min {}", b.min);
         b.max = b.min;
     }
     b
+}
+
+/// Whether a schedule's window is open at `now`, from the history's cached window state
+/// when it still holds, else by a fresh search (recorded in `fresh` for the cache).
+fn window_open(
+    s: &Schedule,
+    now: DateTime<Utc>,
+    history: &History,
+    fresh: &mut Vec<WindowState>,
+) -> bool {
+    let ScheduleWhen::Cron { key, .. } = &s.when else {
+        return schedule_active(s, now);
+    };
+    let cached = history
+        .cache
+        .windows
+        .iter()
+        .chain(fresh.iter())
+        .find(|w| w.key == *key && w.checked <= now && now < w.until);
+    if let Some(w) = cached {
+        return w.open;
+    }
+    let w = window_state(s, now).expect("a cron schedule has a window state");
+    fresh.push(w);
+    w.open
 }
 
 /// Whether a schedule's window contains `now`.
 pub fn schedule_active(s: &Schedule, now: DateTime<Utc>) -> bool {
     match &s.when {
         ScheduleWhen::Once { start, end } => *start <= now && now < *end,
-        ScheduleWhen::Cron {
-            timezone,
-            duration_secs,
-            cron,
-            ..
-        } => {
-            // Open iff some start lies in (now - duration, now]: the first start after
-            // now - duration is not later than now. (A forward search from a point at most
-            // one window back is much cheaper than searching backwards from now.)
-            let from = (now - Duration::seconds(*duration_secs as i64)).with_timezone(timezone);
-            match cron.find_next_occurrence(&from, false) {
-                Ok(start) => start.with_timezone(&Utc) <= now,
-                Err(_) => false,
-            }
-        }
+        ScheduleWhen::Cron { .. } => window_state(s, now).is_some_and(|w| w.open),
     }
+}
+
+/// A cron window's state at `now` and until when it holds: open iff some start lies in
+/// `(now - duration, now]`, i.e. the first start after `now - duration` is not later than
+/// now (a forward search from a point at most one window back is much cheaper than
+/// searching backwards from now). Open, it stays open at least until that start plus the
+/// duration; closed, it stays closed until that next start. `None` for one-off windows.
+pub fn window_state(s: &Schedule, now: DateTime<Utc>) -> Option<WindowState> {
+    let ScheduleWhen::Cron {
+        timezone,
+        duration_secs,
+        cron,
+        key,
+        ..
+    } = &s.when
+    else {
+        return None;
+    };
+    let dur = Duration::seconds(*duration_secs as i64);
+    let mut from = (now - dur).with_timezone(timezone);
+    let (open, until) = loop {
+        match cron.find_next_occurrence(&from, false) {
+            // A wall-clock time repeated when the clocks go back starts a window once (as
+            // in cron): skip its second occurrence. (Searching from inside the repeated
+            // hour, the search may also answer with the first occurrence, already past.)
+            Ok(start) if start <= from => from = start + Duration::hours(1),
+            Ok(start) if (start - Duration::hours(1)).naive_local() == start.naive_local() => {
+                from = start;
+            }
+            Ok(start) => {
+                let start = start.with_timezone(&Utc);
+                break if start <= now {
+                    (true, start + dur)
+                } else {
+                    (false, start)
+                };
+            }
+            // No start ever again: closed for good.
+            Err(_) => break (false, DateTime::<Utc>::MAX_UTC),
+        }
+    };
+    Some(WindowState {
+        key: *key,
+        open,
+        checked: now,
+        until,
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! optional load forecast.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,9 +40,10 @@ pub struct Observation {
     /// Why scale-in must wait, as the actuator reports it (e.g. an ECS deployment in progress).
     #[serde(default)]
     pub scale_in_blocked: Option<String>,
-    /// The load forecast of the target's predictive policy, if any.
+    /// The load forecast of the target's predictive policy, if any (shared, not copied,
+    /// from tick to tick).
     #[serde(default)]
-    pub forecast: Option<ForecastSeries>,
+    pub forecast: Option<Arc<ForecastSeries>>,
 }
 
 impl Observation {

@@ -233,7 +233,7 @@ fn hpa_replica_calculator_cases() {
             K::Avg(t) => TrackingTarget::Average(t),
             K::Total(t) => TrackingTarget::PerUnit(t),
         };
-        let (got, detail) = track(tt, value, current, ready, (0.1, 0.1), None, "m");
+        let (got, detail) = track(tt, value, current, ready, (0.1, 0.1), None, "m", true);
         assert_eq!(got, Some(want), "{name}: {detail}");
     }
 }
@@ -249,7 +249,8 @@ fn tolerance_band_is_inclusive_and_per_direction() {
             10,
             (0.1, 0.1),
             None,
-            "m"
+            "m",
+            true,
         )
         .0,
         Some(10)
@@ -262,7 +263,8 @@ fn tolerance_band_is_inclusive_and_per_direction() {
             10,
             (0.1, 0.1),
             None,
-            "m"
+            "m",
+            true,
         )
         .0,
         Some(12)
@@ -276,7 +278,8 @@ fn tolerance_band_is_inclusive_and_per_direction() {
             10,
             (0.02, 0.3),
             None,
-            "m"
+            "m",
+            true,
         )
         .0,
         Some(11)
@@ -289,7 +292,8 @@ fn tolerance_band_is_inclusive_and_per_direction() {
             10,
             (0.02, 0.3),
             None,
-            "m"
+            "m",
+            true,
         )
         .0,
         Some(10)
@@ -302,7 +306,8 @@ fn tolerance_band_is_inclusive_and_per_direction() {
             10,
             (0.02, 0.3),
             None,
-            "m"
+            "m",
+            true,
         )
         .0,
         Some(7)
@@ -333,7 +338,8 @@ fn per_unit_average_needs_running_units_and_totals_scale_from_zero() {
             0,
             (0.1, 0.1),
             None,
-            "cpu"
+            "cpu",
+            true,
         )
         .0,
         None
@@ -346,7 +352,8 @@ fn per_unit_average_needs_running_units_and_totals_scale_from_zero() {
             0,
             (0.1, 0.1),
             None,
-            "backlog"
+            "backlog",
+            true,
         )
         .0,
         Some(3)
@@ -595,12 +602,18 @@ fn aws_step_scaling_documented_sequence() {
         (30.0, 13, 1, 10),
     ];
     for (value, current, which, want) in cases {
-        let (p, detail, _) = step(policies[which], "x", value, current, None, t0(), &h);
+        let (p, detail, _) = step(policies[which], "x", value, current, None, t0(), &h, true);
         assert_eq!(p, Some(want), "metric {value}: {detail}");
     }
     // The high alarm does not fire below its threshold, the low one not above.
-    assert_eq!(step(policies[0], "x", 49.9, 10, None, t0(), &h).0, None);
-    assert_eq!(step(policies[1], "x", 50.1, 10, None, t0(), &h).0, None);
+    assert_eq!(
+        step(policies[0], "x", 49.9, 10, None, t0(), &h, true).0,
+        None
+    );
+    assert_eq!(
+        step(policies[1], "x", 50.1, 10, None, t0(), &h, true).0,
+        None
+    );
 }
 
 #[test]
@@ -614,11 +627,11 @@ fn step_bounds_inclusive_lower_above_and_inclusive_upper_below() {
     };
     let h = History::default();
     // d = 10 belongs to [10, 20): +10% of 10 = 11.
-    assert_eq!(step(out, "x", 60.0, 10, None, t0(), &h).0, Some(11));
+    assert_eq!(step(out, "x", 60.0, 10, None, t0(), &h, true).0, Some(11));
     // d = -10 belongs to (-20, -10]: -10% of 10 = 9.
-    assert_eq!(step(inn, "x", 40.0, 10, None, t0(), &h).0, Some(9));
+    assert_eq!(step(inn, "x", 40.0, 10, None, t0(), &h, true).0, Some(9));
     // d = -20 belongs to (-inf, -20]: -30% of 10 = 7.
-    assert_eq!(step(inn, "x", 30.0, 10, None, t0(), &h).0, Some(7));
+    assert_eq!(step(inn, "x", 30.0, 10, None, t0(), &h, true).0, Some(7));
 }
 
 #[test]
@@ -652,7 +665,7 @@ fn percent_rounding_and_min_adjustment_magnitude() {
         (50, 4, None, 6),
         (-100, 7, None, 0),
     ] {
-        let (p, detail, _) = step(&mk(adj, mam), "x", 1.0, cur, None, t0(), &h);
+        let (p, detail, _) = step(&mk(adj, mam), "x", 1.0, cur, None, t0(), &h, true);
         assert_eq!(p, Some(want), "{adj}% of {cur} (mam {mam:?}): {detail}");
     }
 }
@@ -836,7 +849,7 @@ fn predictive_floor_comes_schedule_ahead_early() {
     let t = predictive_target("forecast_and_scale", "\"honor\"");
     // Load now 300 (3 units); the forecast sees 750 in 10 minutes (bin 2).
     let mut obs = Observation::new(t0(), 3).with("rps", 300.0);
-    obs.forecast = Some(forecast(&[300.0, 320.0, 750.0, 800.0]));
+    obs.forecast = Some(std::sync::Arc::new(forecast(&[300.0, 320.0, 750.0, 800.0])));
     let d = decide(&t, &obs, &seen());
     assert_eq!(d.desired, 8, "{}", d.reason);
     let f = d.explanation.forecast.as_ref().unwrap();
@@ -851,7 +864,7 @@ fn predictive_floor_comes_schedule_ahead_early() {
 #[test]
 fn predictive_max_capacity_breach() {
     let mut obs = Observation::new(t0(), 5).with("rps", 500.0);
-    obs.forecast = Some(forecast(&[1200.0, 1200.0]));
+    obs.forecast = Some(std::sync::Arc::new(forecast(&[1200.0, 1200.0])));
     let d = decide(
         &predictive_target("forecast_and_scale", "\"honor\""),
         &obs,
@@ -885,7 +898,7 @@ fn a_bad_forecast_stands_down_and_reactive_scaling_still_works() {
         });
     }
     let mut obs = Observation::new(t0(), 3).with("rps", 650.0);
-    obs.forecast = Some(forecast(&[900.0, 900.0, 900.0]));
+    obs.forecast = Some(std::sync::Arc::new(forecast(&[900.0, 900.0, 900.0])));
     let d = decide(&t, &obs, &h);
     let f = d.explanation.forecast.as_ref().unwrap();
     assert!(!f.applied && f.note.contains("standing down"), "{}", f.note);
@@ -1048,7 +1061,8 @@ fn units_still_starting_never_turn_a_hot_metric_into_a_scale_in() {
             2,
             (0.1, 0.1),
             None,
-            "m"
+            "m",
+            true,
         )
         .0,
         Some(4)
@@ -1283,12 +1297,10 @@ proptest! {
     }
 }
 
-#[test]
-fn cron_windows_match_a_minute_by_minute_search_across_weeks_and_dst() {
-    let t = target(&format!(
-        "{CPU_70}[[target.schedule]]\nname = \"w\"\ncron = \"30 9 * * SUN,WED\"\ntimezone = \"America/New_York\"\nduration = \"6h\"\nfloor = 3\n"
-    ));
-    let s = &t.schedules[0];
+/// Whether a minute-by-minute search finds a start of the cron window `s` in
+/// `(now - duration, now]`; a wall-clock time repeated when the clocks go back starts a
+/// window once (cron), at its first occurrence.
+fn brute_open(s: &crate::config::Schedule, now: DateTime<Utc>) -> bool {
     let crate::config::ScheduleWhen::Cron {
         timezone,
         duration_secs,
@@ -1298,32 +1310,180 @@ fn cron_windows_match_a_minute_by_minute_search_across_weeks_and_dst() {
     else {
         unreachable!()
     };
-    // Open iff some minute in (now - 6h, now] matches the cron in New York time (a start
-    // in the repeated hour of a fall-back would count once; this one is not there). Checked
-    // every 23 minutes from late October to late November 2026 (DST ends 2026-11-01).
+    let repeated = |m: DateTime<Utc>| {
+        (m - Duration::hours(1))
+            .with_timezone(timezone)
+            .naive_local()
+            == m.with_timezone(timezone).naive_local()
+    };
+    let minutes = (*duration_secs / 60) as i64;
+    let now = now - Duration::seconds(now.timestamp().rem_euclid(60));
+    (0..minutes).any(|k| {
+        let m = now - Duration::minutes(k);
+        cron.is_time_matching(&m.with_timezone(timezone))
+            .unwrap_or(false)
+            && !repeated(m)
+    })
+}
+
+#[test]
+fn cron_windows_match_a_minute_by_minute_search_across_weeks_and_dst() {
+    let t = target(&format!(
+        "{CPU_70}[[target.schedule]]\nname = \"w\"\ncron = \"30 9 * * SUN,WED\"\ntimezone = \"America/New_York\"\nduration = \"6h\"\nfloor = 3\n"
+    ));
+    let s = &t.schedules[0];
+    // Checked every 23 minutes from late October to late November 2026 (DST ends in New
+    // York on 2026-11-01).
     let mut now: DateTime<Utc> = "2026-10-20T00:00:00Z".parse().unwrap();
     let end: DateTime<Utc> = "2026-11-25T00:00:00Z".parse().unwrap();
     let mut open = 0;
     while now < end {
-        let minutes = (*duration_secs / 60) as i64;
-        // A wall-clock time repeated when the clocks go back starts a window once (cron).
-        let repeated = |m: DateTime<Utc>| {
-            (m - Duration::hours(1))
-                .with_timezone(timezone)
-                .naive_local()
-                == m.with_timezone(timezone).naive_local()
-        };
-        let brute = (0..minutes).any(|k| {
-            let m = now - Duration::minutes(k);
-            m.timestamp() % 60 == 0
-                && cron
-                    .is_time_matching(&m.with_timezone(timezone))
-                    .unwrap_or(false)
-                && !repeated(m)
-        });
+        let brute = brute_open(s, now);
         assert_eq!(schedule_active(s, now), brute, "{now}");
         open += brute as u32;
         now += Duration::minutes(23);
     }
     assert!(open > 50, "the windows were open at some point: {open}");
+}
+
+#[test]
+fn cron_windows_starting_in_the_repeated_hour_start_once() {
+    // Every 20 minutes for 7 minutes in Paris, where 02:00-03:00 happens twice on
+    // 2026-10-25: 02:00, 02:20 and 02:40 start a window the first time only.
+    let t = rich_target();
+    let s = &t.schedules[0];
+    let mut now: DateTime<Utc> = "2026-10-24T22:00:00Z".parse().unwrap();
+    let (mut open, mut checked) = (0, 0);
+    while now < "2026-10-25T04:00:00Z".parse::<DateTime<Utc>>().unwrap() {
+        let brute = brute_open(s, now);
+        assert_eq!(schedule_active(s, now), brute, "{now}");
+        open += brute as u32;
+        checked += 1;
+        now += Duration::seconds(67);
+    }
+    // 6 hours hold 18 starts on the clock, 3 of them in the second pass of the repeated
+    // hour: 15 windows of 7 minutes, sampled every 67 s (within a sample per window).
+    let open_secs = open as f64 * 67.0;
+    assert!(
+        (open_secs - 15.0 * 420.0).abs() < 15.0 * 67.0,
+        "{open} of {checked}"
+    );
+    assert!(!schedule_active(s, "2026-10-25T01:45:00Z".parse().unwrap()));
+    assert!(schedule_active(s, "2026-10-25T00:45:00Z".parse().unwrap()));
+}
+
+/// A target with every kind of policy and two recurring windows (one short and frequent,
+/// one spanning the DST change of its zone), for the equivalence checks below.
+fn rich_target() -> Target {
+    target(
+        "min = 1\nmax = 60\n\
+         [[target.metric]]\nname = \"m\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"M\"\n\
+         [[target.metric]]\nname = \"q\"\nsource = \"sqs\"\nqueue = \"jobs\"\n\
+         [[target.metric]]\nname = \"rps\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"R\"\n\
+         [[target.policy]]\ntype = \"target_tracking\"\nmetric = \"m\"\ntarget_value = 60\n\
+         [[target.policy]]\ntype = \"target_tracking\"\nmetric = \"q\"\ntarget_per_unit = 20\n\
+         [[target.policy]]\ntype = \"step\"\nmetric = \"m\"\nthreshold = 90\ncomparison = \">=\"\nbreach_for = \"1m\"\n\
+         adjustment_type = \"percent_change_in_capacity\"\nmin_adjustment_magnitude = 2\n\
+         steps = [{ lower = 0, upper = 5, adjustment = 20 }, { lower = 5, adjustment = 50 }]\n\
+         [[target.policy]]\ntype = \"predictive\"\nmetric = \"rps\"\ntarget_per_unit = 100\nmode = \"forecast_and_scale\"\n\
+         [[target.schedule]]\nname = \"often\"\ncron = \"*/20 * * * *\"\ntimezone = \"Europe/Paris\"\nduration = \"7m\"\nmin = 3\n\
+         [[target.schedule]]\nname = \"business\"\ncron = \"30 1 * * *\"\ntimezone = \"America/New_York\"\nduration = \"10h\"\nfloor = 4\n\
+         [[target.schedule]]\nname = \"sale\"\nstart = \"2026-11-01T04:00:00Z\"\nend = \"2026-11-01T09:00:00Z\"\nmax = 80\n\
+         [target.behavior]\nscale_in_cooldown = \"1m\"\nwarmup = \"30s\"\n\
+         [target.fallback]\nafter_failures = 3\ncapacity = 6\n",
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `decide_quiet` decides exactly what `decide` does (only the text is missing), and a
+    /// history's cached window states never change a decision: the same run with the cache
+    /// dropped before every tick gives the same decisions and histories. The runs cross the
+    /// end of DST in New York and Paris and the edges of every window.
+    #[test]
+    fn quiet_and_cached_decisions_equal_full_fresh_ones(
+        start_min in 0i64..(3 * 24 * 60),
+        start in 0u32..70,
+        steps in proptest::collection::vec(
+            (arb_value(), arb_value(), prop_oneof![1i64..120, 600i64..7200], 0u32..100, any::<bool>()),
+            1..80,
+        ),
+    ) {
+        let t = rich_target();
+        let mut now: DateTime<Utc> =
+            "2026-10-24T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::minutes(start_min);
+        let fc = ForecastSeries {
+            start: now,
+            step_secs: 300,
+            values: (0..2000).map(|i| 500.0 + (i % 288) as f64 * 7.0).collect(),
+        };
+        let (mut h, mut fresh) = (History::default(), History::default());
+        let mut cur = start;
+        for (m, q, gap, ready_pct, blocked) in steps {
+            now += Duration::seconds(gap);
+            let mut obs = Observation::new(now, cur);
+            obs.ready = Some(cur * ready_pct / 100);
+            obs.metrics.insert("m".into(), m.map(Sample::Value));
+            obs.metrics.insert("q".into(), q.map(|v| Sample::Queue { visible: v, in_flight: 3.0, delayed: 1.0 }));
+            obs.metrics.insert("rps".into(), m.map(|v| Sample::Value(v * 10.0)));
+            obs.forecast = Some(std::sync::Arc::new(fc.clone()));
+            obs.scale_in_blocked = blocked.then(|| "deployment".to_string());
+            let full = decide(&t, &obs, &h);
+            let quiet = decide_quiet(&t, &obs, &h);
+            fresh.cache = Cache::default();
+            let uncached = decide(&t, &obs, &fresh);
+            for (label, d) in [("quiet", &quiet), ("uncached", &uncached)] {
+                prop_assert_eq!(d.desired, full.desired, "{} at {}: {}", label, now, full.reason);
+                prop_assert_eq!(d.action, full.action);
+                prop_assert_eq!(d.update.recommendation, full.update.recommendation);
+                prop_assert_eq!(d.update.consecutive_failures, full.update.consecutive_failures);
+                prop_assert_eq!(d.update.active, full.update.active);
+                prop_assert_eq!(&d.update.breaches, &full.update.breaches);
+                prop_assert_eq!(d.update.forecast_check, full.update.forecast_check);
+                prop_assert_eq!(
+                    (d.explanation.bounds.min, d.explanation.bounds.max, d.explanation.bounds.floor),
+                    (full.explanation.bounds.min, full.explanation.bounds.max, full.explanation.bounds.floor),
+                    "{} at {}", label, now
+                );
+                let nums = |d: &Decision| d.explanation.forecast.as_ref().map(|f| (f.predicted_load, f.capacity, f.error, f.applied));
+                prop_assert_eq!(nums(d), nums(&full));
+                prop_assert_eq!(
+                    d.explanation.proposals.iter().map(|p| p.proposal).collect::<Vec<_>>(),
+                    full.explanation.proposals.iter().map(|p| p.proposal).collect::<Vec<_>>()
+                );
+            }
+            prop_assert!(!quiet.explained && quiet.reason.is_empty() && full.explained && !full.reason.is_empty());
+            prop_assert_eq!(uncached.reason.as_str(), full.reason.as_str());
+            h.record(&t, &quiet, true);
+            fresh.record(&t, &full, true);
+            prop_assert_eq!(&h, &fresh);
+            cur = full.desired;
+        }
+    }
+}
+
+#[test]
+fn window_states_hold_until_their_edge() {
+    let t = rich_target();
+    let s = &t.schedules[1];
+    let mut now: DateTime<Utc> = "2026-10-30T00:00:00Z".parse().unwrap();
+    let end: DateTime<Utc> = "2026-11-04T00:00:00Z".parse().unwrap();
+    let mut edges = 0;
+    while now < end {
+        let w = window_state(s, now).unwrap();
+        assert!(w.until > now);
+        // Unchanged just before the edge, changed (or re-opened by a later start) at it.
+        let before = w.until - Duration::seconds(1);
+        assert_eq!(schedule_active(s, before), w.open, "{now} -> {}", w.until);
+        if w.open {
+            // A 10 h window that starts daily closes at its end.
+            assert!(!schedule_active(s, w.until), "{}", w.until);
+        } else {
+            assert!(schedule_active(s, w.until), "{}", w.until);
+        }
+        now = w.until;
+        edges += 1;
+    }
+    assert!(edges >= 9, "open and close once a day: {edges}");
 }

@@ -3,6 +3,7 @@
 //! [`policy::decide`] and [`History::record`] the daemon runs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::DateTime;
 
@@ -22,7 +23,7 @@ pub struct PolicyController {
     forecaster: Option<Box<dyn Forecaster>>,
     refresh_secs: u64,
     next_refresh: i64,
-    forecast: Option<ForecastSeries>,
+    forecast: Option<Arc<ForecastSeries>>,
     reason: String,
 }
 
@@ -97,7 +98,7 @@ impl Controller for PolicyController {
         }
         if let Some(f) = self.forecaster.as_mut() {
             if view.now >= self.next_refresh {
-                self.forecast = f.forecast(view.load, view.now);
+                self.forecast = f.forecast(view.load, view.now).map(Arc::new);
                 self.next_refresh = view.now + self.refresh_secs as i64;
             }
         }
@@ -110,12 +111,16 @@ impl Controller for PolicyController {
             scale_in_blocked: None,
             forecast: self.forecast.take(),
         };
-        let d = policy::decide(&self.target, &obs, &self.history);
+        // Only the ticks that change capacity are shown with their reason: decide without
+        // text, and again with it for those (the same inputs give the same decision).
+        let mut d = policy::decide_quiet(&self.target, &obs, &self.history);
+        if d.desired != d.current {
+            d = policy::decide(&self.target, &obs, &self.history);
+        }
         self.history.record(&self.target, &d, true);
         self.forecast = obs.forecast;
-        let desired = d.desired;
         self.reason = d.reason;
-        desired
+        d.desired
     }
 
     fn reason(&self) -> Option<String> {
