@@ -272,7 +272,7 @@ pub fn template(cfg: &Config, opts: &TemplateOptions) -> Result<Value, String> {
                 "Type": "AWS::CloudWatch::Dashboard",
                 "Properties": {
                     "DashboardName": { "Fn::Sub": "${AWS::StackName}" },
-                    "DashboardBody": { "Fn::Sub": body },
+                    "DashboardBody": if body.contains("${") { json!({ "Fn::Sub": body }) } else { json!(body) },
                 },
             },
         },
@@ -347,7 +347,8 @@ mod tests {
             policy_for_cloudformation(&cfg)
         );
         // The dashboard body is the dashboard command's, with the config's region.
-        let body = r["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        // The config names its region: no substitution needed.
+        let body = r["Dashboard"]["Properties"]["DashboardBody"]
             .as_str()
             .unwrap();
         let parsed: Value = serde_json::from_str(body).unwrap();
@@ -356,6 +357,24 @@ mod tests {
         assert_eq!(c["User"], "10001");
         assert_eq!(c["Command"][0], entry_script());
         assert_eq!(c["PortMappings"][0]["ContainerPort"], 8080);
+    }
+
+    #[test]
+    fn without_a_region_the_dashboard_takes_the_stacks() {
+        let text = config::EMBEDDED_EXAMPLE
+            .replace("enabled = false", "enabled = true")
+            .replace("region = \"us-east-1\"", "");
+        let cfg = config::from_str("example.toml", &text).unwrap();
+        assert!(cfg.global.region.is_none());
+        let t = template(&cfg, &opts(&text)).unwrap();
+        let body = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+            .as_str()
+            .unwrap();
+        assert!(body.contains(r#""region":"${AWS::Region}""#));
+        let policy = t["Resources"]["TaskRole"]["Properties"]["Policies"][0].to_string();
+        assert!(policy.contains(
+            "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:service/shop/sales-api"
+        ));
     }
 
     #[test]

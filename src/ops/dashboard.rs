@@ -179,9 +179,10 @@ fn metric_lines(
             let mut sum = Vec::new();
             for (metric, suffix) in parts {
                 let pid = format!("{id}{suffix}");
+                // SQS publishes these every 5 minutes.
                 out.push(json!([
                     "AWS/SQS", metric, "QueueName", queue_name,
-                    { "stat": "Maximum", "id": pid, "visible": false }
+                    { "stat": "Maximum", "id": pid, "period": 300, "visible": false }
                 ]));
                 sum.push(pid);
             }
@@ -248,12 +249,12 @@ fn load_widget(cfg: &Config, t: &Target, p: &crate::config::Policy, region: &str
             ));
         }
     }
-    Some(widget(
-        title,
-        region,
-        lines,
-        json!({ "annotations": { "horizontal": horizontal } }),
-    ))
+    let extra = if horizontal.is_empty() {
+        json!({})
+    } else {
+        json!({ "annotations": { "horizontal": horizontal } })
+    };
+    Some(widget(title, region, lines, extra))
 }
 
 fn capacity_widget(cfg: &Config, t: &Target, region: &str) -> Value {
