@@ -8,10 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn capstan(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
-    c.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+/// Points a command at the emulator with test credentials.
+fn at_emulator(c: &mut Command) -> &mut Command {
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("AWS_ENDPOINT_URL", common::endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -19,8 +18,37 @@ fn capstan(args: &[&str]) -> Command {
         .env_remove("CAPSTAN_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+}
+
+fn capstan(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    at_emulator(c.args(args));
     c
+}
+
+/// A one-shot HTTP server answering 200 on `port` (0: any); returns its port and the
+/// request it got.
+fn stub_200(port: u16) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .unwrap();
+        String::from_utf8_lossy(&req).to_string()
+    });
+    (port, server)
 }
 
 fn ok(out: Output) -> String {
@@ -189,9 +217,15 @@ async fn container_entry_script_runs_the_daemon_from_the_config_secret() {
         .await
         .unwrap();
     let target = common::unique("boxed");
+    // A free port for http_listen, for the health check below.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let text = config(
         &target,
-        &format!("[global.lease]\nenabled = true\ntable = \"{table}\"\nname = \"{target}\""),
+        &format!("http_listen = \"127.0.0.1:{port}\"\n[global.lease]\nenabled = true\ntable = \"{table}\"\nname = \"{target}\""),
     );
     let cfg = capstan::config::from_str("capstan.toml", &text).unwrap();
     let template = capstan::ops::cloudformation::template(
@@ -230,19 +264,17 @@ async fn container_entry_script_runs_the_daemon_from_the_config_secret() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("/bin/sh")
-        .args(["-c", command[0], command[1], "--dry-run", "--ticks", "1"])
-        .env("PATH", path)
-        .env("CAPSTAN_CONFIG", &text)
-        .env("CAPSTAN_CONFIG_FILE", &file)
-        .env("AWS_ENDPOINT_URL", common::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("CAPSTAN_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let sh = |script: &str, extra: &[&str]| {
+        let mut c = Command::new("/bin/sh");
+        at_emulator(c.args(["-c", script, "capstan"]).args(extra))
+            .env("PATH", &path)
+            .env("CAPSTAN_CONFIG", &text)
+            .env("CAPSTAN_CONFIG_FILE", &file)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(command[1], "capstan");
+    let out = sh(command[0], &["--dry-run", "--ticks", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{text}\n"));
@@ -266,6 +298,24 @@ async fn container_entry_script_runs_the_daemon_from_the_config_secret() {
         .await
         .unwrap();
     assert!(items.count() >= 1, "{items:?}");
+
+    // The task definition's health check reads http_listen from the written config.
+    let health = c["HealthCheck"]["Command"].as_array().unwrap();
+    assert_eq!(health[0], "CMD-SHELL");
+    let health = health[1].as_str().unwrap();
+    let out = sh(health, &[]);
+    assert_eq!(out.status.code(), Some(1), "nothing listens on {port} yet");
+    let (_, server) = stub_200(port);
+    let out = sh(health, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server
+        .join()
+        .unwrap()
+        .starts_with("GET /healthz HTTP/1.1\r\n"));
 }
 
 /// The Dockerfile's instructions of its runtime (last) stage, joined across continuation
@@ -358,7 +408,6 @@ fn the_image_runs_as_non_root_and_its_command_runs_the_daemon() {
 
 #[test]
 fn the_image_health_check_passes_on_200_and_fails_without_a_server() {
-    use std::io::{Read, Write};
     let stage = runtime_stage();
     let hc = &stage.iter().find(|(i, _)| i == "HEALTHCHECK").unwrap().1;
     let (_, cmd) = hc.split_once("CMD ").expect("HEALTHCHECK ... CMD [...]");
@@ -366,8 +415,7 @@ fn the_image_health_check_passes_on_200_and_fails_without_a_server() {
     assert_eq!(cmd[0], "/usr/local/bin/capstan");
     let (image_dir, local) = shipped_config(&stage);
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (port, server) = stub_200(0);
     // The shipped config with its http_listen moved to the stub's port.
     let file = std::fs::read_dir(&local)
         .unwrap()
@@ -384,22 +432,6 @@ fn the_image_health_check_passes_on_200_and_fails_without_a_server() {
     )
     .unwrap();
 
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut req = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            req.extend_from_slice(&buf[..n]);
-        }
-        let req = String::from_utf8_lossy(&req).to_string();
-        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .unwrap();
-        req
-    });
     let args = mapped(&cmd[1..], &image_dir, &local);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = capstan(&args).output().unwrap();
