@@ -549,6 +549,12 @@ mod tests {
             delete["Condition"],
             json!({"StringEquals": {"rds:db-tag/capstan:managed": "true"}})
         );
+        // Take-over adds exactly RegisterScalableTarget.
+        let plain = policy_of(&format!("{OFF}[[target]]\nname = \"db\"\nkind = \"aurora_readers\"\ndb_cluster = \"catalog\"\nmin = 1\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"aurora_reader_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 70\n"));
+        let taken = policy_of(&format!("{OFF}[[target]]\nname = \"db\"\nkind = \"aurora_readers\"\ndb_cluster = \"catalog\"\nmin = 1\nmax = 4\ntakeover = true\n[[target.metric]]\nname = \"cpu\"\nsource = \"aurora_reader_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 70\n"));
+        let added: Vec<&String> = taken.keys().filter(|k| !plain.contains_key(*k)).collect();
+        assert_eq!(added, ["application-autoscaling:RegisterScalableTarget"]);
+        assert_eq!(taken.len(), plain.len() + 1);
     }
 
     #[test]
