@@ -10,7 +10,9 @@ use serde::Deserialize;
 use crate::config::{self, Config, Diagnostic};
 use crate::policy::{self, ForecastSeries, History, Observation, Sample};
 
+mod ops;
 mod simulate;
+pub use ops::{AlarmsArgs, CloudFormationArgs, DashboardArgs, HealthcheckArgs, IamPolicyArgs};
 pub use simulate::SimulateArgs;
 
 /// Exit code for invalid input (config errors, malformed observations).
@@ -96,6 +98,22 @@ pub enum Command {
     /// The trace is CSV with the columns timestamp,count (requests per bin). Durations are
     /// written like 90s, 5m or 1h (a bare number is seconds). See docs/simulate.md.
     Simulate(Box<SimulateArgs>),
+    /// Print the CloudWatch dashboard of the config's targets (load vs target, capacity,
+    /// forecast, decisions), or write it with PutDashboard (--apply).
+    Dashboard(DashboardArgs),
+    /// Print CloudWatch alarms per target (pinned at max, metrics missing, no data,
+    /// actuation failing), or write them with PutMetricAlarm (--apply).
+    Alarms(AlarmsArgs),
+    /// Print the least-privilege IAM policy of the daemon for exactly the configured
+    /// resources.
+    IamPolicy(IamPolicyArgs),
+    /// Print a CloudFormation template running capstan on ECS Fargate for this config
+    /// (replicas sharing the lease, task role, log group, table, dashboard).
+    Cloudformation(CloudFormationArgs),
+    /// GET /healthz of a running daemon; exit 0 on a 200, 1 otherwise (for container
+    /// health checks).
+    #[command(hide = true)]
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Runs a parsed command; returns the process exit code.
@@ -139,6 +157,11 @@ pub fn run(cli: Cli) -> i32 {
             brief,
         } => decide(config.as_deref(), &target, input.as_deref(), brief),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Dashboard(a) => ops::dashboard(&a),
+        Command::Alarms(a) => ops::alarms(&a),
+        Command::IamPolicy(a) => ops::iam_policy(&a),
+        Command::Cloudformation(a) => ops::cloudformation(&a),
+        Command::Healthcheck(a) => ops::healthcheck(&a),
     }
 }
 
