@@ -835,7 +835,7 @@ fn predictive(
         PredictiveMode::ForecastAndScale => "forecast_and_scale",
     };
     let mut line = ForecastLine {
-        policy: name.into(),
+        policy: if x { name.into() } else { String::new() },
         mode,
         predicted_load: None,
         capacity: None,
