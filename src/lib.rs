@@ -17,6 +17,8 @@
 //! - [`demo`]: `capstan demo`, the whole loop against the local emulator.
 //! - [`emulator`]: the local AWS emulator (moto) for the integration tests and the demo.
 //! - [`telemetry`]: capstan's own metrics (CloudWatch or Embedded Metric Format).
+//! - [`http`]: the read-only HTTP endpoints of `capstan run` (health, readiness,
+//!   Prometheus metrics, JSON state and decisions, the status page).
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
 //!   errors.
@@ -31,6 +33,7 @@ pub mod demo;
 pub mod emulator;
 pub mod fake;
 pub mod forecast;
+pub mod http;
 pub mod policy;
 pub mod simulate;
 pub mod sources;

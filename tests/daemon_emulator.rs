@@ -83,6 +83,8 @@ fn write_config(s: &Shop, lease_table: Option<&str>, extra: &str) -> PathBuf {
 region = "us-east-1"
 poll_interval = "5s"
 metrics_namespace = "{}"
+# Any free port: daemons of these tests run side by side.
+http_listen = "127.0.0.1:0"
 {lease}
 [[target]]
 name = "workers"
