@@ -226,14 +226,26 @@ fn load(h: &mut String, t: &TargetStatus) {
     }
 }
 
-/// An SVG chart of the last hour: the bounds as a band, desired dashed, current solid.
+/// An SVG chart of the last hour (or since the first sample): the bounds as a band,
+/// desired dashed, current solid.
 fn chart(h: &mut String, samples: &std::collections::VecDeque<CapacitySample>, now: DateTime<Utc>) {
     const W: f64 = 600.0;
     const H: f64 = 110.0;
     const TOP: f64 = 8.0;
     const BOTTOM: f64 = 16.0;
     const LEFT: f64 = 28.0;
-    let from = now - chrono::Duration::seconds(super::status::CAPACITY_WINDOW_SECS);
+    // The last hour, or since the first sample when there is less (at least a minute).
+    let hour_ago = now - chrono::Duration::seconds(super::status::CAPACITY_WINDOW_SECS);
+    let from = samples
+        .front()
+        .map_or(hour_ago, |s| s.at.max(hour_ago))
+        .min(now - chrono::Duration::seconds(60));
+    let span_ms = ((now - from).num_milliseconds() as f64).max(1.0);
+    let left_label = if from <= hour_ago {
+        "1 h ago".to_string()
+    } else {
+        format!("{} UTC", time(from))
+    };
     let top = samples
         .iter()
         .map(|s| s.max.max(s.current).max(s.desired))
@@ -241,7 +253,7 @@ fn chart(h: &mut String, samples: &std::collections::VecDeque<CapacitySample>, n
         .unwrap_or(1)
         .max(1) as f64;
     let x = |at: DateTime<Utc>| {
-        let f = (at - from).num_milliseconds() as f64 / 3_600_000.0;
+        let f = (at - from).num_milliseconds() as f64 / span_ms;
         LEFT + f.clamp(0.0, 1.0) * (W - LEFT)
     };
     let y = |v: u32| TOP + (1.0 - v as f64 / top) * (H - TOP - BOTTOM);
@@ -251,7 +263,7 @@ fn chart(h: &mut String, samples: &std::collections::VecDeque<CapacitySample>, n
 <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{W}\" y2=\"{b}\" stroke=\"#d9dee7\"/>\
 <text x=\"{tx}\" y=\"{ty}\" font-size=\"10\" fill=\"#5d6677\" text-anchor=\"end\">{top}</text>\
 <text x=\"{tx}\" y=\"{b}\" font-size=\"10\" fill=\"#5d6677\" text-anchor=\"end\">0</text>\
-<text x=\"{LEFT}\" y=\"{H}\" font-size=\"10\" fill=\"#5d6677\">1 h ago</text>\
+<text x=\"{LEFT}\" y=\"{H}\" font-size=\"10\" fill=\"#5d6677\">{left_label}</text>\
 <text x=\"{W}\" y=\"{H}\" font-size=\"10\" fill=\"#5d6677\" text-anchor=\"end\">now</text>",
         b = H - BOTTOM,
         tx = LEFT - 4.0,
