@@ -145,3 +145,37 @@ async fn endpoints_are_read_only_bounded_and_stop_on_shutdown() {
         "still listening"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_time_out_and_their_number_is_limited() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let (addr, stop, task) = server().await;
+    // Every slot taken by a client that never sends its request.
+    let idle: Vec<std::net::TcpStream> = (0..http::MAX_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    // One more client waits for a slot: served once the idle ones have timed out.
+    let r = call(move || get(addr, "/healthz")).await;
+    let waited = started.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(
+        waited >= http::HEADER_TIMEOUT - Duration::from_secs(1)
+            && waited < http::HEADER_TIMEOUT + Duration::from_secs(10),
+        "waited {waited:?}"
+    );
+    // The idle connections were closed by the server.
+    call(move || {
+        for mut s in idle {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf)
+                .expect("closed by the server, not timed out");
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

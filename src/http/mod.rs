@@ -10,7 +10,8 @@
 //! - `/`: the status page ([`page`]).
 //!
 //! Only GET and HEAD are served (others get 405 with `Allow`), a request with a body gets
-//! 413, unknown paths 404. Responses are bounded by the number of targets and metrics in
+//! 413, unknown paths 404; connections are limited in number, head size and time
+//! ([`serve`]). Responses are bounded by the number of targets and metrics in
 //! the config and by the bounded logs of [`status`]. Every string in `/v1/*` and on the
 //! page passes [`redact::redact`], so credentials never appear.
 
@@ -22,6 +23,7 @@ pub mod status;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -30,8 +32,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::{watch, Semaphore};
 
 use crate::aws::CallStats;
 use redact::redact_json;
@@ -62,15 +67,76 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Connections served at once; further clients wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection stays open, keep-alive included (then it is closed gracefully).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest request head read (hyper's minimum is 8 KiB).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Serves until `shutdown` completes, then closes idle connections, lets requests in
+/// flight finish (5 s at most) and returns. HTTP/1.1 only; at most [`MAX_CONNECTIONS`]
+/// connections, each with [`HEADER_TIMEOUT`] to send its request head and
+/// [`CONNECTION_TIMEOUT`] in all.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: Arc<Status>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(status))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(status);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // A slot first, so clients beyond the limit wait in the backlog.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, never spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+                _ = tokio::time::sleep(CONNECTION_TIMEOUT) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        });
+    }
+    let _ = stop_tx.send(true);
+    // Every slot back: all connections closed (or the 5 s they had are over).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(6),
+        slots.acquire_many(MAX_CONNECTIONS as u32),
+    )
+    .await;
+    Ok(())
 }
 
 /// Refuses request bodies (the endpoints are read-only) and marks every response as not
