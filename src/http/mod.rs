@@ -238,12 +238,14 @@ pub fn targets_json(s: &status::State, now: chrono::DateTime<Utc>) -> serde_json
                     "missing": m.missing,
                     "problem": m.problem,
                 })).collect::<Vec<_>>(),
-                "capacity_last_hour": t.capacity,
+                // Where a value changed (each holds until the next), first and last included.
+                "capacity_last_hour": status::capacity_changes(&t.capacity),
             })
         })
         .collect();
     let mut v = json!({
         "generated_at": now,
+        "started_at": s.started,
         "dry_run": s.dry_run,
         "readiness": s.readiness(now),
         "last_tick": s.last_tick,

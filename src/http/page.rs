@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::redact::redact;
-use super::status::{direction, CapacitySample, DecisionEntry, State, TargetStatus};
+use super::status::{
+    capacity_changes, direction, CapacitySample, DecisionEntry, State, TargetStatus,
+};
 use crate::policy::num;
 
 /// Decisions shown per target.
@@ -228,7 +230,8 @@ fn load(h: &mut String, t: &TargetStatus) {
 
 /// An SVG chart of the last hour (or since the first sample): the bounds as a band,
 /// desired dashed, current solid.
-fn chart(h: &mut String, samples: &std::collections::VecDeque<CapacitySample>, now: DateTime<Utc>) {
+fn chart(h: &mut String, all: &std::collections::VecDeque<CapacitySample>, now: DateTime<Utc>) {
+    let samples = capacity_changes(all);
     const W: f64 = 600.0;
     const H: f64 = 110.0;
     const TOP: f64 = 8.0;
@@ -237,7 +240,7 @@ fn chart(h: &mut String, samples: &std::collections::VecDeque<CapacitySample>, n
     // The last hour, or since the first sample when there is less (at least a minute).
     let hour_ago = now - chrono::Duration::seconds(super::status::CAPACITY_WINDOW_SECS);
     let from = samples
-        .front()
+        .first()
         .map_or(hour_ago, |s| s.at.max(hour_ago))
         .min(now - chrono::Duration::seconds(60));
     let span_ms = ((now - from).num_milliseconds() as f64).max(1.0);

@@ -187,6 +187,22 @@ pub struct DecisionEntry {
     pub explanation: Explanation,
 }
 
+/// The samples where a value changed, with the first and the last: the same step lines
+/// with far fewer points (capacity rarely changes every tick).
+pub fn capacity_changes(samples: &VecDeque<CapacitySample>) -> Vec<CapacitySample> {
+    let same = |a: &CapacitySample, b: &CapacitySample| {
+        (a.current, a.desired, a.min, a.max) == (b.current, b.desired, b.min, b.max)
+    };
+    let mut out: Vec<CapacitySample> = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let last = i + 1 == samples.len();
+        if last || out.last().is_none_or(|p| !same(p, s)) {
+            out.push(*s);
+        }
+    }
+    out
+}
+
 /// `scale_out`, `scale_in` or `hold`.
 pub fn direction(a: Action) -> &'static str {
     match a {

@@ -408,6 +408,11 @@ fn equal_decisions_fold_and_logs_stay_bounded() {
         assert_eq!(api.decisions[0].count, 30);
         assert_eq!(api.decisions[0].first_at, at(0));
         assert_eq!(api.decisions[0].at, at(29));
+        // 30 equal samples: the first and the last are enough to draw them.
+        assert_eq!(api.capacity.len(), 30);
+        let changes = status::capacity_changes(&api.capacity);
+        assert_eq!(changes.len(), 2);
+        assert_eq!((changes[0].at, changes[1].at), (at(0), at(29)));
     }
     // Alternating capacities: every decision its own entry, the log capped; capacity samples
     // keep the last hour only.
@@ -424,6 +429,8 @@ fn equal_decisions_fold_and_logs_stay_bounded() {
         "10:00 + 199 min back to one hour before"
     );
     assert!(api.capacity.front().unwrap().at >= at(199) - Duration::hours(1));
+    // Alternating every tick: every sample is a change.
+    assert_eq!(status::capacity_changes(&api.capacity).len(), 61);
     let recent = s.recent_decisions(None, 10_000);
     assert_eq!(recent.len(), DECISIONS_PER_TARGET);
     assert!(
