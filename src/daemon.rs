@@ -174,11 +174,11 @@ fn start_http(
 async fn stop_http(shutdown: &watch::Sender<bool>, server: Option<tokio::task::JoinHandle<()>>) {
     let _ = shutdown.send(true);
     if let Some(s) = server {
-        if tokio::time::timeout(Duration::from_secs(5), s)
+        if tokio::time::timeout(Duration::from_secs(7), s)
             .await
             .is_err()
         {
-            tracing::warn!("HTTP endpoints did not stop within 5 s");
+            tracing::warn!("HTTP endpoints did not stop within 7 s");
         }
     }
 }
