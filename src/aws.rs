@@ -4,9 +4,13 @@
 //! config or the environment, `AWS_ENDPOINT_URL` (and per-service overrides such as
 //! `AWS_ENDPOINT_URL_SQS`) honored by the SDK, one HTTPS client on rustls with ring, the
 //! SDK's standard retry mode (exponential backoff with jitter for throttling and transient
-//! errors, bounded attempts) and per-call timeouts.
+//! errors, bounded attempts) and per-call timeouts. Clients built with [`aws_client!`]
+//! carry [`CallTimer`], which records every call's latency and failure by service and
+//! operation in [`CallStats::global`] (served on `/metrics`).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -14,6 +18,16 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::Builder;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+
+use crate::util::Histogram;
 
 /// Where and how to reach AWS. All fields optional: the defaults are the SDK's chain.
 #[derive(Clone, Debug, Default)]
@@ -246,9 +260,157 @@ macro_rules! aws_error {
     }};
 }
 
+/// Latency buckets of AWS calls, in seconds (a call may take up to the 15 s overall timeout).
+pub const CALL_SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+];
+
+/// Latency and failures of one AWS operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallStat {
+    /// Whole calls, retries included.
+    pub latency: Histogram,
+    /// Failed calls by kind: `timeout`, `connection`, `response`, `service`, `other`.
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+/// AWS call statistics by (service, operation). The set of keys is bounded by the
+/// operations capstan calls.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    calls: Mutex<BTreeMap<(String, String), CallStat>>,
+}
+
+impl CallStats {
+    /// The process-wide statistics that [`CallTimer`] records into.
+    pub fn global() -> &'static CallStats {
+        static STATS: OnceLock<CallStats> = OnceLock::new();
+        STATS.get_or_init(CallStats::default)
+    }
+
+    pub fn record(&self, service: &str, operation: &str, secs: f64, error: Option<&'static str>) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let stat = calls
+            .entry((service.to_string(), operation.to_string()))
+            .or_insert_with(|| CallStat {
+                latency: Histogram::new(CALL_SECONDS),
+                errors: BTreeMap::new(),
+            });
+        stat.latency.observe(secs);
+        if let Some(kind) = error {
+            *stat.errors.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// A copy of the statistics, sorted by service and operation.
+    pub fn snapshot(&self) -> Vec<((String, String), CallStat)> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// The SDK's service name as the IAM prefix capstan uses elsewhere (`Auto Scaling` ->
+/// `autoscaling`).
+pub fn service_label(sdk_name: &str) -> String {
+    match sdk_name {
+        "Auto Scaling" => "autoscaling".into(),
+        "Application Auto Scaling" => "application-autoscaling".into(),
+        "Elastic Load Balancing v2" => "elasticloadbalancing".into(),
+        other => other.to_ascii_lowercase().replace(' ', "-"),
+    }
+}
+
+/// An SDK interceptor that times each call (all attempts) and records it in
+/// [`CallStats::global`] with the SDK's own service and operation names.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallTimer;
+
+#[derive(Clone, Debug)]
+struct CallStart(std::time::Instant);
+
+impl Storable for CallStart {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for CallTimer {
+    fn name(&self) -> &'static str {
+        "capstan::CallTimer"
+    }
+
+    fn read_before_execution(
+        &self,
+        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(CallStart(std::time::Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(start) = cfg.load::<CallStart>() else {
+            return Ok(());
+        };
+        let secs = start.0.elapsed().as_secs_f64();
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (service_label(m.service()), m.name().to_string()))
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let error = match ctx.output_or_error() {
+            Some(Ok(_)) => None,
+            Some(Err(e)) if e.is_timeout_error() => Some("timeout"),
+            Some(Err(e)) if e.is_connector_error() => Some("connection"),
+            Some(Err(e)) if e.is_response_error() => Some("response"),
+            Some(Err(e)) if e.is_operation_error() => Some("service"),
+            _ => Some("other"),
+        };
+        CallStats::global().record(&service, &operation, secs, error);
+        Ok(())
+    }
+}
+
+/// Builds a client of an AWS SDK crate (named by `$krate`) from the shared [`SdkConfig`]
+/// with [`CallTimer`] attached.
+#[macro_export]
+macro_rules! aws_client {
+    ($krate:ident, $sdk:expr) => {
+        $krate::Client::from_conf(
+            $krate::config::Builder::from($sdk)
+                .interceptor($crate::aws::CallTimer)
+                .build(),
+        )
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_stats_count_latency_and_errors_by_operation() {
+        let s = CallStats::default();
+        s.record("ecs", "DescribeServices", 0.02, None);
+        s.record("ecs", "DescribeServices", 3.0, Some("timeout"));
+        s.record("sqs", "GetQueueAttributes", 0.001, Some("service"));
+        let snap = s.snapshot();
+        assert_eq!(snap.len(), 2);
+        let ((svc, op), ecs) = &snap[0];
+        assert_eq!((svc.as_str(), op.as_str()), ("ecs", "DescribeServices"));
+        assert_eq!(ecs.latency.count, 2);
+        assert_eq!(ecs.errors.get("timeout"), Some(&1));
+        assert_eq!(snap[1].1.errors.get("service"), Some(&1));
+        assert_eq!(service_label("Auto Scaling"), "autoscaling");
+        assert_eq!(
+            service_label("Elastic Load Balancing v2"),
+            "elasticloadbalancing"
+        );
+        assert_eq!(service_label("CloudWatch"), "cloudwatch");
+    }
 
     #[test]
     fn classifies_codes_and_statuses() {

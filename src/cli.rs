@@ -56,7 +56,9 @@ pub enum Command {
     ///
     /// Uses the AWS SDK's standard credential chain and region, and AWS_ENDPOINT_URL when
     /// set. SIGHUP reloads the config (an invalid one is refused and the old one keeps
-    /// running); SIGTERM or SIGINT finish the tick, release the lease and exit 0.
+    /// running); SIGTERM or SIGINT finish the tick, release the lease and exit 0. Serves
+    /// /healthz, /readyz, /metrics, /v1/targets, /v1/decisions and a status page at / on
+    /// [global] http_listen (default 127.0.0.1:8080, "off" for none).
     Run {
         /// Config file or directory.
         #[arg(long, required = true)]

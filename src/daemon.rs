@@ -2,9 +2,13 @@
 //! history store and the lease into the controller (which checks for AWS-side scaling on
 //! every target at start and after each reload), and handles signals: SIGHUP reloads the config (an invalid one is
 //! refused with its errors and the old one keeps running), SIGTERM and SIGINT finish the
-//! tick in flight, release the lease and exit 0.
+//! tick in flight, release the lease, stop the HTTP endpoints and exit 0.
+//!
+//! The HTTP endpoints ([`crate::http`]) listen on `[global] http_listen` (unless `"off"`);
+//! after every tick the daemon records the tick's report in the shared [`Status`] they read.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -15,6 +19,7 @@ use crate::config::{self, Config, MetricsSink};
 use crate::controller::lease::{DynamoLease, Lease, SoleLeader};
 use crate::controller::state::{DynamoStore, MemoryStore, StateStore};
 use crate::controller::{self, Controller, Options, TickReport};
+use crate::http::{self, Status};
 use crate::sources::AwsSources;
 use crate::telemetry::{self, CloudWatchPublisher};
 
@@ -38,6 +43,19 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
             return crate::cli::EXIT_INVALID;
         }
     };
+    // Bind first: a taken port fails the start at once, before any AWS call.
+    let listener = match cfg.global.http_addr() {
+        None => None,
+        Some(addr) => match http::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: cannot serve HTTP on {addr} ([global] http_listen): {e}");
+                eprintln!("  hint: choose a free address and port, or set http_listen = \"off\"");
+                return 1;
+            }
+        },
+    };
+    let status = Status::new(&cfg, opts.dry_run || cfg.global.dry_run, chrono::Utc::now());
     let sdk = sdk_config(&AwsSettings {
         region: cfg.global.region.clone(),
         ..AwsSettings::default()
@@ -57,19 +75,21 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
         let owner = format!("{}-{}", hostname(), std::process::id());
         let store = DynamoStore::new(&sdk, &lease.table, &lease.name);
         let l = DynamoLease::new(&sdk, &lease.table, &lease.name, &owner, lease.duration_secs);
-        drive(&sdk, paths, cfg, sources, actuators, store, l, opts).await
-    } else {
-        drive(
-            &sdk,
-            paths,
-            cfg,
+        let io = Io {
             sources,
             actuators,
-            MemoryStore::default(),
-            SoleLeader,
-            opts,
-        )
-        .await
+            store,
+            lease: l,
+        };
+        drive(&sdk, paths, cfg, io, status, listener, opts).await
+    } else {
+        let io = Io {
+            sources,
+            actuators,
+            store: MemoryStore::default(),
+            lease: SoleLeader,
+        };
+        drive(&sdk, paths, cfg, io, status, listener, opts).await
     }
 }
 
@@ -120,15 +140,56 @@ impl Publisher {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive<St: StateStore + 'static, L: Lease + 'static>(
-    sdk: &aws_config::SdkConfig,
-    paths: Vec<PathBuf>,
-    cfg: Config,
+/// The controller's I/O.
+struct Io<St, L> {
     sources: AwsSources,
     actuators: AwsActuators,
     store: St,
     lease: L,
+}
+
+/// Starts the HTTP endpoints, stopped (gracefully) when `shutdown` turns true.
+fn start_http(
+    listener: Option<tokio::net::TcpListener>,
+    status: &Arc<Status>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let listener = listener?;
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(addr = %addr, "HTTP endpoints listening"),
+        Err(e) => tracing::warn!(error = %e, "HTTP endpoints listening (address unknown)"),
+    }
+    let status = status.clone();
+    Some(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = http::serve(listener, status, stop).await {
+            tracing::error!(error = %e, "HTTP endpoints stopped");
+        }
+    }))
+}
+
+/// Signals the HTTP endpoints to stop and waits (briefly) for the requests in flight.
+async fn stop_http(shutdown: &watch::Sender<bool>, server: Option<tokio::task::JoinHandle<()>>) {
+    let _ = shutdown.send(true);
+    if let Some(s) = server {
+        if tokio::time::timeout(Duration::from_secs(7), s)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP endpoints did not stop within 7 s");
+        }
+    }
+}
+
+async fn drive<St: StateStore + 'static, L: Lease + 'static>(
+    sdk: &aws_config::SdkConfig,
+    paths: Vec<PathBuf>,
+    cfg: Config,
+    io: Io<St, L>,
+    status: Arc<Status>,
+    listener: Option<tokio::net::TcpListener>,
     opts: RunOptions,
 ) -> i32 {
     let interval = Duration::from_secs(cfg.global.poll_interval_secs);
@@ -139,22 +200,46 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         log_all: opts.log_all,
         ..Options::default()
     };
-    let mut controller = Controller::new(cfg, sources, actuators, store, lease, options);
+    let mut controller =
+        Controller::new(cfg, io.sources, io.actuators, io.store, io.lease, options);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server = start_http(listener, &status, shutdown_rx.clone());
     if let Some(n) = opts.max_ticks {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         for _ in 0..n {
             ticker.tick().await;
             let report = controller.tick(chrono::Utc::now()).await;
+            status.record(&report);
             publisher.publish(&report).await;
         }
         let _ = controller.release().await;
+        stop_http(&shutdown_tx, server).await;
         return 0;
     }
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    tokio::spawn(signals(paths, running_global, shutdown_tx, reload_tx));
     let (reports_tx, mut reports_rx) = watch::channel(None);
+    // The status is recorded by its own task, so a slow metrics publication never makes it
+    // miss a tick (ticks are at least 5 s apart; recording takes microseconds).
+    let mut status_rx = reports_tx.subscribe();
+    let recorder = status.clone();
+    tokio::spawn(async move {
+        while status_rx.changed().await.is_ok() {
+            let report = status_rx.borrow_and_update().clone();
+            if let Some(r) = report {
+                recorder.record(&r);
+            }
+        }
+    });
+    let signals_tx = shutdown_tx.clone();
+    tokio::spawn(signals(
+        paths,
+        running_global,
+        signals_tx,
+        reload_tx,
+        status.clone(),
+        opts.dry_run,
+    ));
     tokio::spawn(async move {
         while reports_rx.changed().await.is_ok() {
             let report = reports_rx.borrow_and_update().clone();
@@ -171,6 +256,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         Some(reports_tx),
     )
     .await;
+    stop_http(&shutdown_tx, server).await;
     tracing::info!("capstan stopped");
     0
 }
@@ -195,6 +281,8 @@ async fn signals(
     running: config::Global,
     shutdown: watch::Sender<bool>,
     reload: mpsc::Sender<Config>,
+    status: Arc<Status>,
+    cli_dry_run: bool,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
@@ -213,6 +301,7 @@ async fn signals(
                 Ok(cfg) => {
                     let changed = fixed_global_changes(&running, &cfg.global);
                     if changed.is_empty() {
+                        status.set_config(&cfg, cli_dry_run || cfg.global.dry_run);
                         let _ = reload.send(cfg).await;
                     } else {
                         tracing::error!(changed = ?changed, "reload refused: these [global] settings need a restart; the running config stays");

@@ -2,7 +2,8 @@
 //! local emulator (moto), provisions a small shop (an ECS storefront, SQS order workers, an
 //! EC2 Auto Scaling group, an Aurora cluster with one reader), runs capstan's controller on
 //! `config/demo.toml` against it, drives a synthetic flash sale (CloudWatch datapoints and
-//! queue messages rising and falling) and prints every scaling decision with its reason.
+//! queue messages rising and falling) and prints every scaling decision with its reason,
+//! with the status page of `capstan run` on `http_listen` while it runs.
 //! Everything it started is stopped at the end.
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use crate::controller::lease::SoleLeader;
 use crate::controller::state::MemoryStore;
 use crate::controller::{Controller, Options, Outcome};
 use crate::emulator::{self, Emulator};
+use crate::http::{self, Status};
 use crate::sources::cloudwatch::floor_to;
 use crate::sources::AwsSources;
 
@@ -205,6 +207,29 @@ async fn demo(root: &Path, seconds: u64) -> Result<(), String> {
     println!("emulator at {endpoint}; provisioning the shop...");
     let shop = provision(&sdk).await?;
     let interval = Duration::from_secs(cfg.global.poll_interval_secs);
+    // The status page and endpoints of `capstan run`, for as long as the demo runs; a taken
+    // port only costs the page.
+    let status = Status::new(&cfg, false, Utc::now());
+    let server = match cfg.global.http_addr() {
+        Some(addr) => match http::bind(addr).await {
+            Ok(l) => {
+                println!(
+                    "status page: http://{}/",
+                    l.local_addr().map_err(|e| e.to_string())?
+                );
+                Some(tokio::spawn(http::serve(
+                    l,
+                    status.clone(),
+                    std::future::pending(),
+                )))
+            }
+            Err(e) => {
+                println!("no status page: cannot listen on {addr}: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let mut controller = Controller::new(
         cfg,
         AwsSources::new(&sdk),
@@ -267,6 +292,7 @@ async fn demo(root: &Path, seconds: u64) -> Result<(), String> {
             .await?;
 
         let report = controller.tick(now).await;
+        status.record(&report);
         for r in &report.results {
             if let Some(e) = &r.error {
                 println!("[{t:>5.1}s] {:<16} cannot observe: {e}", r.target);
@@ -314,6 +340,9 @@ async fn demo(root: &Path, seconds: u64) -> Result<(), String> {
             capacity.get(name).copied().unwrap_or(0),
             actions.get(name).copied().unwrap_or(0)
         );
+    }
+    if let Some(server) = server {
+        server.abort();
     }
     println!("\nstopping the emulator; done.");
     Ok(())

@@ -19,6 +19,8 @@
 //! - [`telemetry`]: capstan's own metrics (CloudWatch or Embedded Metric Format).
 //! - [`ops`]: operating capstan: dashboard, alarms, least-privilege IAM policy,
 //!   CloudFormation template, container health check.
+//! - [`http`]: the read-only HTTP endpoints of `capstan run` (health, readiness,
+//!   Prometheus metrics, JSON state and decisions, the status page).
 //! - [`aws`]: the shared AWS SDK configuration (credential chain, region, endpoint
 //!   override, rustls/ring HTTP client, retries, timeouts) and the one classifier of AWS
 //!   errors.
@@ -33,6 +35,7 @@ pub mod demo;
 pub mod emulator;
 pub mod fake;
 pub mod forecast;
+pub mod http;
 pub mod ops;
 pub mod policy;
 pub mod simulate;

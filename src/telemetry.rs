@@ -124,7 +124,7 @@ pub struct CloudWatchPublisher {
 impl CloudWatchPublisher {
     pub fn new(sdk: &aws_config::SdkConfig, namespace: &str) -> Self {
         CloudWatchPublisher {
-            client: aws_sdk_cloudwatch::Client::new(sdk),
+            client: crate::aws_client!(aws_sdk_cloudwatch, sdk),
             namespace: namespace.into(),
         }
     }
@@ -213,6 +213,7 @@ mod tests {
                     )),
                 },
             ],
+            readings: vec![],
             lease_error: None,
             store_errors: vec![],
             elapsed_ms: 1,

@@ -25,3 +25,53 @@ pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>)
         .map(|o| o.expect("every future completed"))
         .collect()
 }
+
+/// A cumulative histogram with fixed upper bounds (Prometheus semantics: `counts[i]` counts
+/// the observations `<= bounds[i]`; `count` includes those above the last bound).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        for (b, c) in self.bounds.iter().zip(self.counts.iter_mut()) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Histogram;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 0.5, 7.0, f64::NAN] {
+            h.observe(v);
+        }
+        assert_eq!(h.counts, vec![1, 3]);
+        assert_eq!(h.count, 4);
+        assert!((h.sum - 8.05).abs() < 1e-9);
+    }
+}

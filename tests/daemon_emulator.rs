@@ -83,6 +83,8 @@ fn write_config(s: &Shop, lease_table: Option<&str>, extra: &str) -> PathBuf {
 region = "us-east-1"
 poll_interval = "5s"
 metrics_namespace = "{}"
+# Any free port: daemons of these tests run side by side.
+http_listen = "127.0.0.1:0"
 {lease}
 [[target]]
 name = "workers"
@@ -365,7 +367,13 @@ async fn two_daemons_sharing_a_lease_never_both_act() {
     .spawn()
     .unwrap();
     let (la, lb) = (collect(&mut a), collect(&mut b));
-    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    assert!(
+        sa.success() && sb.success(),
+        "a {sa:?}: {:?}\nb {sb:?}: {:?}",
+        la.lock().unwrap(),
+        lb.lock().unwrap()
+    );
     let outcomes = |l: &std::sync::Mutex<Vec<String>>| -> Vec<String> {
         decisions(&l.lock().unwrap().join("\n"))
             .iter()
@@ -383,4 +391,183 @@ async fn two_daemons_sharing_a_lease_never_both_act() {
     );
     assert_eq!(rec.count("UpdateService"), 1);
     assert_eq!(desired(&sdk, &s).await, 5);
+}
+
+/// The address `capstan run` logged for its HTTP endpoints.
+fn http_addr(lines: &std::sync::Mutex<Vec<String>>) -> std::net::SocketAddr {
+    assert!(
+        wait_for(lines, "HTTP endpoints listening", 30),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    let lines = lines.lock().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("HTTP endpoints listening"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["addr"].as_str().unwrap().parse().unwrap()
+}
+
+/// Chromium, if installed (Debian names it `chromium`).
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    })
+}
+
+#[tokio::test]
+async fn capstan_run_serves_its_endpoints_and_the_page_renders_in_a_browser() {
+    let sdk = common::sdk().await;
+    let s = shop(&sdk, 100).await;
+    // A second target whose service does not exist: shown, with its error.
+    let ghost = format!(
+        "[[target]]\nname = \"ghost-api\"\nkind = \"ecs_service\"\ncluster = \"{}\"\nservice = \"ghost\"\nmin = 1\nmax = 3\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 60\n",
+        s.cluster
+    );
+    let cfg = write_config(&s, None, &ghost);
+    // Credentials that must never be served.
+    let (secret, token) = (
+        "capstanTestSecretKey0123456789abcdefXYZ",
+        "capstanTestSessionToken9876543210zyxwvu",
+    );
+    let mut child = capstan(
+        common::endpoint(),
+        &["run", "--config", cfg.to_str().unwrap(), "--dry-run"],
+    )
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .env("AWS_SESSION_TOKEN", token)
+    .spawn()
+    .unwrap();
+    let lines = collect(&mut child);
+    let addr = http_addr(&lines);
+    let get = move |path: &'static str| {
+        tokio::task::spawn_blocking(move || common::http::get(addr, path))
+    };
+    // Ready once the first tick has run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = get("/readyz").await.unwrap();
+    while ready.status != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ready = get("/readyz").await.unwrap();
+    }
+    assert_eq!(ready.status, 200, "{ready:?}");
+    let r: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
+    assert_eq!(r["lease"], "disabled");
+    assert_eq!(r["aws_reachable"], true);
+    assert_eq!(get("/healthz").await.unwrap().body, "ok\n");
+
+    let targets = get("/v1/targets").await.unwrap();
+    assert_eq!(targets.status, 200);
+    let t: serde_json::Value = serde_json::from_str(&targets.body).unwrap();
+    assert_eq!(t["dry_run"], true);
+    let by_name = |n: &str| {
+        t["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} missing: {t}"))
+    };
+    let workers = by_name("workers");
+    assert_eq!(workers["current"], 2);
+    assert_eq!(workers["desired"], 5, "{workers}");
+    assert_eq!(workers["outcome"], "skipped: dry run");
+    assert_eq!(workers["load"]["metric"], "backlog");
+    assert_eq!(workers["load"]["value"], 100.0);
+    assert_eq!(workers["load"]["basis"], "total");
+    assert!(workers["metrics"][0]["age_secs"].as_i64().unwrap() < 60);
+    let ghost = by_name("ghost-api");
+    assert!(
+        ghost["error"].as_str().unwrap_or("").contains("ghost"),
+        "{ghost}"
+    );
+
+    let decisions = get("/v1/decisions").await.unwrap();
+    let d: serde_json::Value = serde_json::from_str(&decisions.body).unwrap();
+    let first = &d["decisions"][0];
+    assert_eq!(first["target"], "workers");
+    assert_eq!(first["action"], "scale_out");
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .contains("backlog 100 at 20 per unit"),
+        "{d}"
+    );
+    assert!(first["explanation"]["proposals"].is_array());
+
+    let metrics = get("/metrics").await.unwrap().body;
+    for want in [
+        "capstan_target_desired_capacity{target=\"workers\"} 5",
+        "capstan_target_current_capacity{target=\"workers\"} 2",
+        "capstan_decisions_total{target=\"workers\",direction=\"scale_out\",reason=\"target_tracking\"}",
+        "capstan_actions_total{target=\"workers\",outcome=\"skipped\"}",
+        "capstan_observe_errors_total{target=\"ghost-api\"}",
+        "capstan_metric_age_seconds{target=\"workers\",metric=\"backlog\"}",
+        "capstan_lease_state{state=\"disabled\"} 1",
+        "capstan_aws_call_duration_seconds_count{service=\"ecs\",operation=\"DescribeServices\"}",
+        "capstan_aws_call_duration_seconds_count{service=\"sqs\",operation=\"GetQueueAttributes\"}",
+        "capstan_tick_duration_seconds_count ",
+    ] {
+        assert!(metrics.contains(want), "{want} not in\n{metrics}");
+    }
+
+    let page = get("/").await.unwrap();
+    assert_eq!(page.status, 200);
+    for body in [&targets.body, &decisions.body, &metrics, &page.body] {
+        assert!(!body.contains(secret) && !body.contains(token));
+    }
+
+    // The page in a real browser: it loads and shows every configured target.
+    match chromium() {
+        Some(bin) => {
+            let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("chromium"));
+            let out = Command::new(bin)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg("--dump-dom")
+                .arg(format!("http://{addr}/"))
+                .output()
+                .unwrap();
+            let dom = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            for name in ["workers", "ghost-api"] {
+                assert!(
+                    dom.contains(&format!("<h2>{name}</h2>")),
+                    "{name} not on the rendered page:\n{dom}"
+                );
+            }
+            assert!(dom.contains("<svg"), "{dom}");
+            let _ = std::fs::remove_dir_all(profile);
+        }
+        None if std::env::var_os("CAPSTAN_REQUIRE_BROWSER").is_some() => {
+            panic!("CAPSTAN_REQUIRE_BROWSER is set but chromium is not installed")
+        }
+        None => eprintln!(
+            "SKIPPED the browser check: chromium is not installed (apt-get install chromium; set CAPSTAN_REQUIRE_BROWSER=1 to make this a failure)"
+        ),
+    }
+
+    // SIGTERM stops the daemon and its endpoints.
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still listening"
+    );
 }

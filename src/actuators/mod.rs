@@ -147,11 +147,11 @@ fn for_target(e: &AwsError, resource: impl Into<String>) -> AwsError {
 impl AwsActuators {
     pub fn new(sdk: &SdkConfig) -> Self {
         AwsActuators {
-            ecs: aws_sdk_ecs::Client::new(sdk),
-            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
-            rds: aws_sdk_rds::Client::new(sdk),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-            aas: aws_sdk_applicationautoscaling::Client::new(sdk),
+            ecs: crate::aws_client!(aws_sdk_ecs, sdk),
+            autoscaling: crate::aws_client!(aws_sdk_autoscaling, sdk),
+            rds: crate::aws_client!(aws_sdk_rds, sdk),
+            elb: crate::aws_client!(aws_sdk_elasticloadbalancingv2, sdk),
+            aas: crate::aws_client!(aws_sdk_applicationautoscaling, sdk),
             drains: Mutex::new(HashMap::new()),
             acting: std::sync::atomic::AtomicBool::new(false),
         }

@@ -40,6 +40,13 @@ pub enum MetricsSink {
     Off,
 }
 
+impl Global {
+    /// The address of the HTTP endpoints, `None` when `http_listen = "off"`.
+    pub fn http_addr(&self) -> Option<&str> {
+        (self.http_listen != "off").then_some(self.http_listen.as_str())
+    }
+}
+
 impl Default for Global {
     fn default() -> Self {
         Global {

@@ -31,7 +31,8 @@ pub struct RawGlobal {
     pub poll_interval: Option<String>,
     /// Decide and log, never call a mutating AWS API. Default false.
     pub dry_run: Option<bool>,
-    /// Address of the HTTP endpoints, e.g. "0.0.0.0:8080". Default "127.0.0.1:8080".
+    /// Address of the HTTP endpoints (health, readiness, metrics, status page), e.g.
+    /// "0.0.0.0:8080", or "off". Default "127.0.0.1:8080".
     pub http_listen: Option<String>,
     /// Leader election lease (DynamoDB).
     pub lease: Option<RawLease>,

@@ -314,11 +314,11 @@ fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
         );
     }
     if let Some(addr) = &raw.http_listen {
-        if addr.parse::<SocketAddr>().is_err() {
+        if addr != "off" && addr.parse::<SocketAddr>().is_err() {
             ctx.err(
                 &path.at("http_listen"),
                 format!("`{addr}` is not an address and port"),
-                Some("e.g. \"0.0.0.0:8080\" or \"127.0.0.1:8080\"".into()),
+                Some("e.g. \"0.0.0.0:8080\" or \"127.0.0.1:8080\" (an IP address, not a host name), or \"off\" to serve no HTTP".into()),
             );
         }
         g.http_listen = addr.clone();

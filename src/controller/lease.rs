@@ -68,7 +68,7 @@ impl DynamoLease {
         duration_secs: u64,
     ) -> Self {
         DynamoLease {
-            client: aws_sdk_dynamodb::Client::new(sdk),
+            client: crate::aws_client!(aws_sdk_dynamodb, sdk),
             table: table.into(),
             name: name.into(),
             owner: owner.into(),

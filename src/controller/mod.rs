@@ -61,6 +61,8 @@ pub struct TickReport {
     pub leader: bool,
     pub dry_run: bool,
     pub results: Vec<TargetResult>,
+    /// Every metric read this tick, with its datapoint's time (for staleness) or its problem.
+    pub readings: Vec<Reading>,
     pub lease_error: Option<AwsError>,
     pub store_errors: Vec<AwsError>,
     pub elapsed_ms: u64,
@@ -533,6 +535,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             leader,
             dry_run: self.options.dry_run,
             results,
+            readings,
             lease_error,
             store_errors,
             elapsed_ms: started.elapsed().as_millis() as u64,

@@ -61,7 +61,7 @@ pub struct DynamoStore {
 impl DynamoStore {
     pub fn new(sdk: &aws_config::SdkConfig, table: &str, namespace: &str) -> Self {
         DynamoStore {
-            client: aws_sdk_dynamodb::Client::new(sdk),
+            client: crate::aws_client!(aws_sdk_dynamodb, sdk),
             table: table.into(),
             namespace: namespace.into(),
         }

@@ -342,7 +342,7 @@ pub struct CloudWatchSource {
 impl CloudWatchSource {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         CloudWatchSource {
-            client: aws_sdk_cloudwatch::Client::new(sdk),
+            client: crate::aws_client!(aws_sdk_cloudwatch, sdk),
         }
     }
 

@@ -54,7 +54,7 @@ pub struct SqsSource {
 impl SqsSource {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         SqsSource {
-            client: aws_sdk_sqs::Client::new(sdk),
+            client: crate::aws_client!(aws_sdk_sqs, sdk),
             concurrency: DEFAULT_CONCURRENCY,
             urls: Arc::default(),
         }
