@@ -207,9 +207,11 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     if let Some(n) = opts.max_ticks {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut was_leader = None;
         for _ in 0..n {
             ticker.tick().await;
             let report = controller.tick(chrono::Utc::now()).await;
+            controller::log_role_change(&mut was_leader, &report);
             status.record(&report);
             publisher.publish(&report).await;
         }

@@ -560,6 +560,18 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
     }
 }
 
+/// Logs when this replica starts or stops acting (the first tick always logs its role).
+pub fn log_role_change(was_leader: &mut Option<bool>, report: &TickReport) {
+    if *was_leader != Some(report.leader) {
+        if report.leader {
+            tracing::info!("leading: this replica acts");
+        } else {
+            tracing::info!("following: another replica holds the lease, or it is not renewed");
+        }
+        *was_leader = Some(report.leader);
+    }
+}
+
 /// A delay in `[0, min(interval / 2, 5 s))`, different for each process.
 pub fn start_jitter(interval: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
@@ -587,6 +599,7 @@ pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Leas
     let start = tokio::time::Instant::now() + start_jitter(interval);
     let mut ticker = tokio::time::interval_at(start, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut was_leader = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -601,6 +614,7 @@ pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Leas
             break;
         }
         let report = controller.tick(Utc::now()).await;
+        log_role_change(&mut was_leader, &report);
         if let Some(e) = &report.lease_error {
             tracing::warn!(error = %e, "lease not renewed: not acting this tick");
         }
