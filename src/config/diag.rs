@@ -101,15 +101,32 @@ impl Path {
 pub struct SourceMap<'a> {
     pub file: &'a str,
     pub text: &'a str,
+    /// Byte offsets where each line starts, found on first use (a file of thousands of
+    /// targets asks for many positions).
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
-impl SourceMap<'_> {
+impl<'a> SourceMap<'a> {
+    pub fn new(file: &'a str, text: &'a str) -> Self {
+        SourceMap {
+            file,
+            text,
+            line_starts: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let column = before[line_start..].chars().count() + 1;
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        // The last line start at or before the offset.
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
         (line, column)
     }
 
@@ -299,14 +316,15 @@ mod tests {
     #[test]
     fn line_and_column_are_one_based_in_characters() {
         let text = "a = 1\nbé = 2\n  c = 3\n";
-        let map = SourceMap {
-            file: "f.toml",
-            text,
-        };
+        let map = SourceMap::new("f.toml", text);
         assert_eq!(map.line_col(0), (1, 1));
         assert_eq!(map.line_col(text.find('c').unwrap()), (3, 3));
         let after_e = text.find(" = 2").unwrap();
         assert_eq!(map.line_col(after_e), (2, 3));
+        // A newline belongs to its line; the end of the text starts a new one.
+        assert_eq!(map.line_col(5), (1, 6));
+        assert_eq!(map.line_col(text.len()), (4, 1));
+        assert_eq!(map.line_col(text.len() + 10), (4, 1));
     }
 
     #[test]
@@ -322,7 +340,7 @@ mod tests {
         // (tables of an array of tables span their `[[target]]` header)
         assert_eq!(&text[missing.clone()], "[[target]]");
         assert_eq!(
-            SourceMap { file: "f", text }.line_col(missing.start),
+            SourceMap::new("f", text).line_col(missing.start),
             (4, 1)
         );
         assert_eq!(p.dotted(), "target[1].min");

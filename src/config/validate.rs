@@ -170,7 +170,7 @@ impl<'a> Ctx<'a> {
 
 /// Parses and validates one config text. `file` is only used in diagnostics.
 pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
-    let map = SourceMap { file, text };
+    let map = SourceMap::new(file, text);
     let root = match DeTable::parse(text) {
         Ok(r) => r,
         Err(e) => {
@@ -185,7 +185,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
         }
     };
     let mut ctx = Ctx {
-        map: SourceMap { file, text },
+        map: SourceMap::new(file, text),
         root: &root,
         diags: Vec::new(),
         removed: Vec::new(),
