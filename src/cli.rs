@@ -330,10 +330,26 @@ impl Cli {
     }
 }
 
+/// SDK log targets that print credentials at debug or trace level.
+const SDK_CREDENTIAL_TARGETS: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_sigv4",
+    "aws_credential_types",
+    "aws_config",
+];
+
 /// Starts logging to standard error: JSON lines or readable text.
 pub fn init_logging(format: &str, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| default_level.into());
+    // At debug and trace level the SDK prints the resolved credentials (the access key id;
+    // the secret and session token are redacted) and the signing parameters: these targets
+    // never go below info, whatever CAPSTAN_LOG asks.
+    for quiet in SDK_CREDENTIAL_TARGETS {
+        if let Ok(d) = format!("{quiet}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let json = match format {
         "json" => true,
         "text" => false,
