@@ -6,6 +6,7 @@
 //! Tests isolate themselves by unique resource names (see [`unique`]).
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod proxy;
 
 use std::path::Path;
