@@ -174,67 +174,59 @@ fn report(
     );
 }
 
+/// The four scenarios run at once (each with its own shop, proxy and daemon): they spend
+/// their time waiting for ticks.
 #[tokio::test]
-async fn sustained_cloudwatch_throttling_blocks_only_the_cloudwatch_target() {
-    run(Scenario {
-        name: "cloudwatch-throttled",
-        phases: vec![vec![Rule::new(Fault::Throttle)
-            .service("monitoring")
-            .operation("GetMetricData")]],
-        fault_ticks: 4,
-        blocked: &["fleet"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_throttled_ecs_actuator_and_slow_cloudwatch_leave_the_asg_served() {
-    run(Scenario {
-        name: "ecs-update-throttled",
-        phases: vec![vec![
-            Rule::new(Fault::Throttle)
-                .service("ecs")
-                .operation("UpdateService"),
-            Rule::new(Fault::Slow(Duration::from_millis(1500))).service("monitoring"),
-        ]],
-        fault_ticks: 4,
-        blocked: &["workers"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn sqs_request_throttled_and_5xx_on_sqs_leave_the_fleet_served() {
-    run(Scenario {
-        name: "sqs-throttled-then-5xx",
-        phases: vec![
-            vec![Rule::new(Fault::Throttle).service("sqs")],
-            vec![Rule::new(Fault::Throttle).service("sqs")],
-            vec![Rule::new(Fault::Status(500)).service("sqs")],
-            vec![Rule::new(Fault::Status(503)).service("sqs")],
-        ],
-        fault_ticks: 4,
-        blocked: &["workers"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_total_outage_of_hangs_5xx_resets_and_garbage_then_recovery() {
+async fn throttling_5xx_resets_hangs_and_garbage_per_service_and_all_at_once() {
     let all = |f: Fault| vec![Rule::new(f)];
-    run(Scenario {
-        name: "total-outage",
-        phases: vec![
-            all(Fault::Hang),
-            all(Fault::Status(503)),
-            all(Fault::Reset),
-            all(Fault::Malformed),
-            all(Fault::Status(500)),
-        ],
-        fault_ticks: 5,
-        blocked: &["workers", "fleet"],
-    })
-    .await;
+    tokio::join!(
+        // Sustained CloudWatch throttling blocks only the CloudWatch-scaled target.
+        run(Scenario {
+            name: "cloudwatch-throttled",
+            phases: vec![vec![Rule::new(Fault::Throttle)
+                .service("monitoring")
+                .operation("GetMetricData")]],
+            fault_ticks: 4,
+            blocked: &["fleet"],
+        }),
+        // A throttled ECS actuator (and slow CloudWatch) leaves the ASG served.
+        run(Scenario {
+            name: "ecs-update-throttled",
+            phases: vec![vec![
+                Rule::new(Fault::Throttle)
+                    .service("ecs")
+                    .operation("UpdateService"),
+                Rule::new(Fault::Slow(Duration::from_millis(1500))).service("monitoring"),
+            ]],
+            fault_ticks: 4,
+            blocked: &["workers"],
+        }),
+        // SQS `RequestThrottled`, then 500 and 503, leave the fleet served.
+        run(Scenario {
+            name: "sqs-throttled-then-5xx",
+            phases: vec![
+                vec![Rule::new(Fault::Throttle).service("sqs")],
+                vec![Rule::new(Fault::Throttle).service("sqs")],
+                vec![Rule::new(Fault::Status(500)).service("sqs")],
+                vec![Rule::new(Fault::Status(503)).service("sqs")],
+            ],
+            fault_ticks: 4,
+            blocked: &["workers"],
+        }),
+        // Every call of every service: hung, 503, reset, garbled, 500, one tick each.
+        run(Scenario {
+            name: "total-outage",
+            phases: vec![
+                all(Fault::Hang),
+                all(Fault::Status(503)),
+                all(Fault::Reset),
+                all(Fault::Malformed),
+                all(Fault::Status(500)),
+            ],
+            fault_ticks: 5,
+            blocked: &["workers", "fleet"],
+        }),
+    );
 }
 
 /// The emulator is restarted and loses everything (services, queue, group, metrics, the

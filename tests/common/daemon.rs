@@ -95,6 +95,46 @@ impl Shop {
         }
     }
 
+    pub async fn purge(&self, sdk: &aws_config::SdkConfig) {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&self.queue)
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        sqs.purge_queue().queue_url(&url).send().await.unwrap();
+    }
+
+    /// A target's history as the daemon stored it in the lease table (its lease name is
+    /// the workers' service name).
+    pub async fn stored_history(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        table: &str,
+        target: &str,
+    ) -> Option<serde_json::Value> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let item = aws_sdk_dynamodb::Client::new(sdk)
+            .get_item()
+            .table_name(table)
+            .key(
+                "pk",
+                AttributeValue::S(format!("history#{}#{target}", self.service)),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        match item.item().and_then(|i| i.get("history")) {
+            Some(AttributeValue::S(json)) => serde_json::from_str(json).ok(),
+            _ => None,
+        }
+    }
+
     /// Puts the fleet's load for every minute from 5 minutes ago to 3 minutes ahead, so
     /// the newest complete datapoint is this value for the whole test.
     pub async fn set_load(&self, sdk: &aws_config::SdkConfig, load: f64) {
@@ -142,8 +182,9 @@ impl Shop {
     }
 
     /// The config: `[global]` (poll every 5 s, own metrics off unless `extra_global` says
-    /// otherwise), the lease when `table` is given, the two targets, then `extra`.
-    pub fn config(&self, table: Option<&str>, extra_global: &str, extra: &str) -> PathBuf {
+    /// otherwise), the lease when `table` is given, the two targets, the workers' with
+    /// `workers_extra` (e.g. its behavior).
+    pub fn config(&self, table: Option<&str>, extra_global: &str, workers_extra: &str) -> PathBuf {
         let lease = match table {
             Some(t) => format!(
                 "[global.lease]\nenabled = true\ntable = \"{t}\"\nname = \"{}\"\nduration = \"10s\"\n",
@@ -178,6 +219,7 @@ queue = "{queue}"
 type = "target_tracking"
 metric = "backlog"
 target_per_unit = {PER_WORKER}
+{workers_extra}
 
 [[target]]
 name = "fleet"
@@ -195,7 +237,6 @@ statistic = "Maximum"
 type = "target_tracking"
 metric = "load"
 target_per_unit = {PER_INSTANCE}
-{extra}
 "#,
             ns = self.namespace,
             cluster = self.cluster,

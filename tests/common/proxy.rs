@@ -115,6 +115,8 @@ impl Rule {
 pub struct Entry {
     /// Milliseconds since the proxy started.
     pub ms: u64,
+    /// Milliseconds since the Unix epoch (to merge the logs of several proxies).
+    pub wall_ms: u64,
     pub service: String,
     pub operation: String,
     /// The SDK's `amz-sdk-invocation-id`: the same for every attempt of one call.
@@ -337,6 +339,10 @@ async fn handle(
         }
         i.log.push(Entry {
             ms: started.elapsed().as_millis() as u64,
+            wall_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
             service: svc,
             operation: op,
             invocation,
