@@ -149,11 +149,14 @@ fn report(
         fault_requests <= 3 * fault_calls,
         "{name}: {fault_requests} requests for {fault_calls} calls"
     );
+    // Every fault is visible at warning level (failed calls, unread metrics, failed
+    // changes).
     let errors = daemon
         .text()
         .lines()
         .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
         .count();
+    assert!(errors > 0, "{name}: the fault was not logged as a warning");
     println!(
         "FIGURES {}",
         json!({
