@@ -22,22 +22,6 @@ use serde_json::json;
 /// The lease duration of the shop's config.
 const LEASE: Duration = Duration::from_secs(10);
 
-/// xorshift64*: a small seeded generator, so a failing run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `[lo, hi)` milliseconds.
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
-
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -73,7 +57,7 @@ fn largest_moves(changes: &[d::Change], initial: u32) -> (u32, u32) {
 async fn kill_9_at_random_points_keeps_rate_limits_bounds_and_history() {
     let kills = env_or("CAPSTAN_CRASH_KILLS", 4) as usize;
     let seed = env_or("CAPSTAN_CRASH_SEED", 7);
-    let mut rng = Rng(seed.max(1));
+    let mut rng = common::Rng::new(seed);
     let sdk = common::sdk().await;
     let shop = Shop::names();
     let table = common::unique("fcrash");
@@ -109,7 +93,7 @@ policies = [{{ type = "pods", value = {DOWN_PODS}, period = "10s" }}]"#
         }
         let mut daemon = spawn();
         // Anywhere from start-up to well after it could take the lease (10 s).
-        tokio::time::sleep(rng.ms(1000, 16_000)).await;
+        tokio::time::sleep(Duration::from_millis(1000 + rng.below(15_000))).await;
         let acted = daemon.text().contains("\"outcome\":\"applied\"");
         daemon.kill9();
         if acted {

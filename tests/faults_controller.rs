@@ -6,6 +6,8 @@
 //! call whatever fails (no retry storm), and it converges within two ticks once the fault
 //! clears. Each test prints a `FIGURES {json}` line (run with `--nocapture`).
 
+mod common;
+
 use capstan::config::{self, Config};
 use capstan::controller::lease::SoleLeader;
 use capstan::controller::state::MemoryStore;
@@ -257,21 +259,6 @@ async fn failing_observe_set_and_reads_of_one_target_leave_the_other_served() {
     );
 }
 
-/// xorshift64*, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Seeded random faults every tick (failing calls, bad or missing data, capacity changed
 /// behind capstan's back, including out of bounds) over 2,000 ticks per seed: every
 /// capacity set is within the bounds, and none goes below the capacity in force while the
@@ -285,7 +272,7 @@ async fn random_fault_sequences_never_leave_bounds_or_scale_in_on_missing_data()
     let ticks = 2_000;
     let (mut sets, mut faults, mut bad_ticks) = (0, 0, 0);
     for seed in 1..=seeds {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = common::Rng::new(seed);
         let cloud = FakeCloud::new();
         cloud.set_capacity_now("api", 4);
         cloud.set_capacity_now("workers", 2);

@@ -447,11 +447,11 @@ pub fn faults_by_kind(log: &[Entry]) -> Vec<(String, usize)> {
     v
 }
 
-/// Ticks seen by the proxy: distinct `DescribeServices` calls (one per tick).
-pub fn ticks(log: &[Entry], from_ms: u64, to_ms: u64) -> usize {
+/// Distinct calls (invocation ids, not attempts) in a time range, of one operation or all.
+fn distinct(log: &[Entry], op: Option<&str>, from_ms: u64, to_ms: u64) -> usize {
     let mut ids: Vec<&str> = log
         .iter()
-        .filter(|e| e.operation == "DescribeServices" && e.ms >= from_ms && e.ms < to_ms)
+        .filter(|e| op.is_none_or(|o| e.operation == o) && e.ms >= from_ms && e.ms < to_ms)
         .map(|e| e.invocation.as_str())
         .collect();
     ids.sort();
@@ -459,16 +459,14 @@ pub fn ticks(log: &[Entry], from_ms: u64, to_ms: u64) -> usize {
     ids.len()
 }
 
+/// Ticks seen by the proxy: distinct `DescribeServices` calls (one per tick).
+pub fn ticks(log: &[Entry], from_ms: u64, to_ms: u64) -> usize {
+    distinct(log, Some("DescribeServices"), from_ms, to_ms)
+}
+
 /// Calls (invocations, not attempts) in a time range.
 pub fn calls(log: &[Entry], from_ms: u64, to_ms: u64) -> usize {
-    let mut ids: Vec<&str> = log
-        .iter()
-        .filter(|e| e.ms >= from_ms && e.ms < to_ms)
-        .map(|e| e.invocation.as_str())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids.len()
+    distinct(log, None, from_ms, to_ms)
 }
 
 /// Requests (attempts) in a time range.
