@@ -10,13 +10,14 @@
 //! - `decide`: a sequence of observations decoded from the bytes (capacities, NaN,
 //!   infinite, negative, 1e12 and missing values, time steps) through `policy::decide` with
 //!   the history kept: no panic, the desired capacity inside the effective bounds, and no
-//!   scale-in below the current capacity while a metric is missing (unless above max).
+//!   scale-in below the current capacity while a reactive policy's metric is missing
+//!   (unless above max).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use capstan::config::{self, Config};
+use capstan::config::{self, Config, PolicyKind};
 use capstan::policy::{self, History, Observation, Sample};
 
 pub fn config(data: &[u8]) {
@@ -134,17 +135,28 @@ pub fn decide(data: &[u8]) {
             };
             metrics.insert(m.name.clone(), sample);
         }
-        let missing = metrics.values().any(|s| match s {
-            None => true,
-            Some(Sample::Value(v)) => !v.is_finite() || *v < 0.0,
-            Some(Sample::Queue {
-                visible,
-                in_flight,
-                delayed,
-            }) => [visible, in_flight, delayed]
-                .iter()
-                .any(|v| !v.is_finite() || **v < 0.0),
-        });
+        // The core's rule: a metric of a reactive policy that is missing holds scale-in
+        // (a predictive policy's metric feeds the forecast, not this tick's decision).
+        let held_by: Vec<&str> = target
+            .policies
+            .iter()
+            .filter(|p| !matches!(p.kind, PolicyKind::Predictive(_)))
+            .map(|p| p.metric.as_str())
+            .collect();
+        let missing = metrics
+            .iter()
+            .filter(|(name, _)| held_by.contains(&name.as_str()))
+            .any(|(_, s)| match s {
+                None => true,
+                Some(Sample::Value(v)) => !v.is_finite() || *v < 0.0,
+                Some(Sample::Queue {
+                    visible,
+                    in_flight,
+                    delayed,
+                }) => [visible, in_flight, delayed]
+                    .iter()
+                    .any(|v| !v.is_finite() || **v < 0.0),
+            });
         let obs = Observation {
             at,
             current,
