@@ -257,15 +257,36 @@ fn decide(
             )
         }
     };
+    let mut out = std::io::stdout().lock();
+    decide_lines(
+        target,
+        reader,
+        &source,
+        brief,
+        &mut out,
+        &mut std::io::stderr(),
+    )
+}
+
+/// The `decide` loop: one decision per JSON Lines observation, the history kept across
+/// lines. Each decision is written to `out`; the first bad line is reported to `err` with
+/// its line (and column), a hint, and exit code 2. Returns the exit code.
+pub fn decide_lines(
+    target: &config::Target,
+    reader: impl BufRead,
+    source: &str,
+    brief: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> i32 {
     let mut history = History::default();
     let mut last: Option<u32> = None;
     let mut last_at: Option<chrono::DateTime<chrono::Utc>> = None;
-    let mut out = std::io::stdout().lock();
     for (i, line) in reader.lines().enumerate() {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error: {source}: {e}");
+                let _ = writeln!(err, "error: {source}: {e}");
                 return EXIT_INVALID;
             }
         };
@@ -276,13 +297,14 @@ fn decide(
         let parsed: DecideInput = match serde_json::from_str(trimmed) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("error: {source}:{}:{}: {e}", i + 1, e.column());
-                eprintln!("  hint: one JSON object per line, e.g. {{\"at\":\"2026-11-27T10:00:00Z\",\"current\":3,\"metrics\":{{\"cpu\":85.0}}}}");
+                let _ = writeln!(err, "error: {source}:{}:{}: {e}", i + 1, e.column());
+                let _ = writeln!(err, "  hint: one JSON object per line, e.g. {{\"at\":\"2026-11-27T10:00:00Z\",\"current\":3,\"metrics\":{{\"cpu\":85.0}}}}");
                 return EXIT_INVALID;
             }
         };
         let Some(current) = parsed.current.or(last) else {
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "error: {source}:{}: the first observation needs \"current\"",
                 i + 1
             );
@@ -293,7 +315,8 @@ fn decide(
             .flatten()
             .find(|c| *c as i64 > config::validate::MAX_CAPACITY);
         if let Some(c) = too_big {
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "error: {source}:{}: capacity {c} is larger than {}",
                 i + 1,
                 config::validate::MAX_CAPACITY
@@ -301,12 +324,13 @@ fn decide(
             return EXIT_INVALID;
         }
         if let Some(prev) = last_at.filter(|prev| parsed.at < *prev) {
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "error: {source}:{}: time {} is before the previous line's {prev}",
                 i + 1,
                 parsed.at.to_rfc3339()
             );
-            eprintln!("  hint: observations must come in time order");
+            let _ = writeln!(err, "  hint: observations must come in time order");
             return EXIT_INVALID;
         }
         last_at = Some(parsed.at);
@@ -355,10 +379,26 @@ impl Cli {
     }
 }
 
+/// SDK log targets that print credentials at debug or trace level.
+const SDK_CREDENTIAL_TARGETS: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_sigv4",
+    "aws_credential_types",
+    "aws_config",
+];
+
 /// Starts logging to standard error: JSON lines or readable text.
 pub fn init_logging(format: &str, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| default_level.into());
+    // At debug and trace level the SDK prints the resolved credentials (the access key id;
+    // the secret and session token are redacted) and the signing parameters: these targets
+    // never go below info, whatever CAPSTAN_LOG asks.
+    for quiet in SDK_CREDENTIAL_TARGETS {
+        if let Ok(d) = format!("{quiet}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let json = match format {
         "json" => true,
         "text" => false,

@@ -1,6 +1,9 @@
 //! The corpus of broken configs: each file under tests/configs/invalid/ must fail
 //! `capstan validate` with exit code 2 and print exactly the errors in its `.expected`
-//! file (every error, with file:line:column, key and hint). Shipped configs must pass.
+//! file (every error, with file:line:column, key and hint), and `capstan run` must refuse it
+//! with the same errors and exit code 2 before any AWS call. Shipped configs must pass.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,4 +99,57 @@ fn schema_is_json_and_describes_targets() {
     ] {
         assert!(text.contains(key), "schema lacks {key}");
     }
+}
+
+#[test]
+fn every_error_has_a_hint() {
+    let out = capstan()
+        .args(["validate", "tests/configs/invalid"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with("error: ") {
+            assert!(
+                lines.get(i + 1).is_some_and(|h| h.starts_with("  hint: ")),
+                "no hint for {l}"
+            );
+        }
+    }
+}
+
+/// `capstan run` on each broken config: the same errors, exit code 2, and nothing started
+/// (no AWS request reaches the recording proxy it is pointed at, no start-up log).
+#[test]
+fn run_refuses_every_broken_config_before_any_aws_call() {
+    let (url, rec) = common::proxy::start("127.0.0.1:9");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let rel = f.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let out = capstan()
+            .arg("run")
+            .arg("--config")
+            .arg(rel)
+            .env("AWS_ENDPOINT_URL", &url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", rel.display());
+        let want = std::fs::read_to_string(f.with_extension("expected")).unwrap();
+        for line in want.lines().filter(|l| l.starts_with("error: ")) {
+            assert!(err.contains(line), "{}: missing {line}", rel.display());
+        }
+        assert!(!err.contains("capstan starting"), "{}", rel.display());
+    }
+    assert!(rec.log().is_empty(), "AWS calls: {:?}", rec.ops());
 }

@@ -339,10 +339,7 @@ mod tests {
         let missing = span_of(&root, &Path::root().at("target").at(0usize).at("max"));
         // (tables of an array of tables span their `[[target]]` header)
         assert_eq!(&text[missing.clone()], "[[target]]");
-        assert_eq!(
-            SourceMap::new("f", text).line_col(missing.start),
-            (4, 1)
-        );
+        assert_eq!(SourceMap::new("f", text).line_col(missing.start), (4, 1));
         assert_eq!(p.dotted(), "target[1].min");
     }
 

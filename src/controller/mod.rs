@@ -553,7 +553,10 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
         Some(Outcome::Failed { error }) => format!("failed: {error}"),
         Some(Outcome::Skipped { why }) => format!("skipped: {why}"),
     };
-    if outcome.is_some() {
+    if matches!(outcome, Some(Outcome::Failed { .. })) {
+        // A change that could not be made is a problem to see, not routine.
+        tracing::warn!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason, "decision");
+    } else if outcome.is_some() {
         tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason, "decision");
     } else if all {
         tracing::debug!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, reason = %d.reason, "decision");

@@ -6,6 +6,7 @@
 //! Tests isolate themselves by unique resource names (see [`unique`]).
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod http;
 pub mod proxy;
 
@@ -57,4 +58,23 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed),
         nanos % 100_000
     )
+}
+
+/// xorshift64*: a small seeded generator, so a failing run can be repeated.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `[0, n)`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
