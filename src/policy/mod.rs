@@ -10,7 +10,9 @@
 //!    max), and floors from schedules, the predictive policy and the fallback.
 //! 3. **Proposals**: each target-tracking and step policy proposes a capacity; the largest
 //!    wins (AWS: "the policy with the largest capacity wins"; HPA: max over metrics).
-//!    A missing metric never lets the result go below the current capacity.
+//!    A missing metric that a target-tracking or step policy reads never lets the result
+//!    go below the current capacity (the predictive policy's metric only checks the
+//!    forecast).
 //! 4. **Behavior** (HPA semantics): stabilization windows, then scale-in holds (disable,
 //!    deployment in progress, cooldowns, warm-up), then rate-limit policies.
 //! 5. **Clamp** to the effective bounds; bounds and floors act at once, as AWS scheduled
