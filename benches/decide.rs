@@ -1,22 +1,34 @@
 //! One tick of the decision core for 10,000 targets with every kind of policy on:
 //! target tracking (average and per-unit), step, predictive floor, schedules, full
-//! behavior. Prints the CPU time per tick (median and p99 of the runs) and per target.
+//! behavior. Prints the CPU time per tick (the thread's CPU time, median and p99 of the
+//! runs) and per target.
 //!
 //! Run: `cargo bench --bench decide` (release profile).
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use capstan::config;
 use capstan::policy::{decide, decide_quiet, ForecastSeries, History, Observation, Sample};
 use chrono::{Duration, Utc};
 
-const TARGETS: usize = 10_000;
-const RUNS: usize = 60;
+/// How many targets and timed ticks: 10,000 and 60, or `CAPSTAN_BENCH_TARGETS` and
+/// `CAPSTAN_BENCH_RUNS` (smaller runs for an instruction-count profile under callgrind).
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+static TARGETS: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| size("CAPSTAN_BENCH_TARGETS", 10_000));
+static RUNS: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| size("CAPSTAN_BENCH_RUNS", 60));
 
 fn config_text() -> String {
     let mut text = String::new();
-    for i in 0..TARGETS {
+    for i in 0..*TARGETS {
         text.push_str(&format!(
             r#"
 [[target]]
@@ -92,8 +104,8 @@ fn main() {
         values: (0..576).map(|i| 1000.0 + (i % 288) as f64 * 10.0).collect(),
     };
     // Histories as after an hour of 15 s ticks.
-    let mut histories = vec![History::default(); TARGETS];
-    let obs: Vec<Observation> = (0..TARGETS)
+    let mut histories = vec![History::default(); *TARGETS];
+    let obs: Vec<Observation> = (0..*TARGETS)
         .map(|i| {
             let mut o = Observation::new(now, 10 + (i % 50) as u32);
             o.ready = Some(o.current);
@@ -122,7 +134,10 @@ fn main() {
             histories[i].record(t, &d, true);
         }
     }
-    println!("decide: {TARGETS} targets, all policies on, {RUNS} runs (one thread)");
+    println!(
+        "decide: {} targets, all policies on, {} runs (one thread)",
+        *TARGETS, *RUNS
+    );
     let quiet = time_ticks(|| {
         let mut changed = 0;
         for (i, t) in cfg.targets.iter().enumerate() {
@@ -164,28 +179,40 @@ fn main() {
     );
 }
 
-/// Times `RUNS` ticks; returns the sorted durations and the decisions that changed
-/// capacity per tick.
+/// CPU time of this thread (what a tick costs, whatever else the machine runs).
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Times `RUNS` ticks in thread CPU time; returns the sorted durations and the decisions
+/// that changed capacity per tick.
 fn time_ticks(mut tick: impl FnMut() -> usize) -> (Vec<std::time::Duration>, usize) {
-    let mut times = Vec::with_capacity(RUNS);
+    let mut times = Vec::with_capacity(*RUNS);
     let mut changed = 0;
-    for _ in 0..RUNS {
-        let started = Instant::now();
+    for _ in 0..*RUNS {
+        let started = thread_cpu();
         changed += tick();
-        times.push(started.elapsed());
+        times.push(thread_cpu() - started);
     }
     times.sort();
-    (times, changed / RUNS)
+    (times, changed / *RUNS)
 }
 
 fn report(what: &str, (times, changed): (Vec<std::time::Duration>, usize)) {
-    let median = times[RUNS / 2];
-    let p99 = times[(RUNS * 99 / 100).min(RUNS - 1)];
+    let median = times[*RUNS / 2];
+    let p99 = times[(*RUNS * 99 / 100).min(*RUNS - 1)];
     println!("{what}:");
     println!(
         "  per tick: median {:.2} ms, p99 {:.2} ms; per target {:.2} us; {changed} decisions changed capacity",
         median.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
-        median.as_secs_f64() * 1e6 / TARGETS as f64
+        median.as_secs_f64() * 1e6 / *TARGETS as f64
     );
 }

@@ -172,6 +172,11 @@ pub enum MetricSource {
 pub struct Policy {
     pub name: String,
     pub metric: String,
+    /// Where `metric` is in the target's `metrics`, set by validation; the core reads the
+    /// metric by this index (by name when the index is out of range or points at a metric
+    /// whose name has another length, as in a target built by hand).
+    #[serde(skip)]
+    pub metric_index: usize,
     pub kind: PolicyKind,
 }
 

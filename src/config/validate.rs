@@ -1064,7 +1064,8 @@ fn policies(
             );
             continue;
         };
-        let metric = metrics.iter().find(|m| &m.name == metric_name);
+        let metric_index = metrics.iter().position(|m| &m.name == metric_name);
+        let metric = metric_index.map(|i| &metrics[i]);
         if metric.is_none() && !declared.contains(metric_name) {
             let hint = match closest(metric_name, metrics.iter().map(|m| m.name.as_str())) {
                 Some(c) => format!("did you mean `{c}`?"),
@@ -1234,10 +1235,11 @@ fn policies(
                 }
             }
         };
-        if metric.is_some() {
+        if let Some(metric_index) = metric_index {
             out.push(Policy {
                 name,
                 metric: metric_name.clone(),
+                metric_index,
                 kind,
             });
         }

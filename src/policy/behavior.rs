@@ -2,7 +2,7 @@
 //! arithmetic as `horizontal.go` (stabilizeRecommendationWithBehaviors,
 //! calculateScaleUpLimitWithScalingRules, calculateScaleDownLimitWithBehaviors).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::config::{RateKind, Rules, Select};
 
@@ -21,8 +21,8 @@ pub fn stabilize(
     up: &Rules,
     down: &Rules,
 ) -> (u32, Option<(u32, u32)>) {
-    let up_cutoff = now - Duration::seconds(up.stabilization_window_secs as i64);
-    let down_cutoff = now - Duration::seconds(down.stabilization_window_secs as i64);
+    let up_cutoff = super::clock::shift(now, -(up.stabilization_window_secs as i64));
+    let down_cutoff = super::clock::shift(now, -(down.stabilization_window_secs as i64));
     let mut up_rec = desired;
     let mut down_rec = desired;
     for r in &history.recommendations {
@@ -106,6 +106,7 @@ mod tests {
     use super::*;
     use crate::config::{RatePolicy, Rules, Select};
     use crate::policy::history::{Recommendation, ScaleEvent};
+    use chrono::Duration;
 
     fn t0() -> DateTime<Utc> {
         "2026-11-27T10:00:00Z".parse().unwrap()

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
 
+use super::clock::shift;
 use super::Decision;
 
 /// A past recommendation (HPA stores the unstabilized desired capacity).
@@ -180,7 +181,7 @@ impl History {
             .scale_up
             .stabilization_window_secs
             .max(b.scale_down.stabilization_window_secs);
-        let keep_recs = now - Duration::seconds(window as i64);
+        let keep_recs = shift(now, -(window as i64));
         // Keep the newest recommendation even with zero windows (it is what the target last
         // wanted), and every one inside the longest window.
         let newest = self.recommendations.last().copied();
@@ -197,16 +198,16 @@ impl History {
                 .unwrap_or(0)
         };
         // Both directions' events are read by both rate limits, and scale-ups by warm-up.
-        let keep_events = now
-            - Duration::seconds(
-                longest(&b.scale_up)
-                    .max(longest(&b.scale_down))
-                    .max(b.warmup_secs)
-                    .max(b.scale_out_cooldown_secs) as i64,
-            );
+        let keep_events = shift(
+            now,
+            -(longest(&b.scale_up)
+                .max(longest(&b.scale_down))
+                .max(b.warmup_secs)
+                .max(b.scale_out_cooldown_secs) as i64),
+        );
         self.scale_ups.retain(|e| e.at > keep_events);
         self.scale_downs.retain(|e| e.at > keep_events);
-        let keep_checks = now - Duration::seconds(FORECAST_CHECK_WINDOW_SECS);
+        let keep_checks = shift(now, -FORECAST_CHECK_WINDOW_SECS);
         self.forecast_checks.retain(|c| c.at > keep_checks);
         if !self.cache.errors.matches(&self.forecast_checks) {
             self.cache.errors = ErrorSums::of(&self.forecast_checks);
@@ -261,7 +262,7 @@ impl History {
 
 /// HPA's getReplicasChangePerPeriod: events strictly inside the last `secs`.
 fn sum_within(events: &[ScaleEvent], now: DateTime<Utc>, secs: u64) -> u32 {
-    let cutoff = now - Duration::seconds(secs as i64);
+    let cutoff = shift(now, -(secs as i64));
     let total: u64 = events
         .iter()
         .filter(|e| e.at > cutoff)

@@ -23,6 +23,7 @@
 //!    `scale_to_zero_after`, and never on missing data.
 
 mod behavior;
+mod clock;
 mod explain;
 mod history;
 mod observation;
@@ -105,18 +106,32 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
         });
     }
     let lines = &ex.metrics;
-    let value_of = |metric: &str| match target.metrics.iter().position(|m| m.name == metric) {
-        Some(i) => lines[i]
+    let line_value = |i: usize| {
+        lines[i]
             .problem
-            .map_or_else(|| Ok(lines[i].value.unwrap_or(0.0)), Err),
-        None => Err(Problem::NotObserved),
+            .map_or_else(|| Ok(lines[i].value.unwrap_or(0.0)), Err)
+    };
+    // A policy's metric by the index validation gave it (by name for a hand-built target
+    // whose index does not fit).
+    let value_of = |p: &crate::config::Policy| {
+        let fits = target
+            .metrics
+            .get(p.metric_index)
+            .is_some_and(|m| m.name.len() == p.metric.len());
+        let i = if fits {
+            debug_assert_eq!(target.metrics[p.metric_index].name, p.metric);
+            Some(p.metric_index)
+        } else {
+            target.metrics.iter().position(|m| m.name == p.metric)
+        };
+        i.map_or(Err(Problem::NotObserved), line_value)
     };
     let mut missing = target
         .policies
         .iter()
         .filter(|p| !matches!(p.kind, PolicyKind::Predictive(_)))
+        .filter(|p| value_of(p).is_err())
         .map(|p| p.metric.as_str())
-        .filter(|m| value_of(m).is_err())
         .peekable();
     let any_missing = missing.peek().is_some();
     upd.consecutive_failures = if !any_missing {
@@ -127,7 +142,8 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     let active = target
         .metrics
         .iter()
-        .any(|m| matches!(value_of(&m.name), Ok(v) if v > m.activation));
+        .enumerate()
+        .any(|(i, m)| matches!(line_value(i), Ok(v) if v > m.activation));
     // Missing data never starts (or finishes) the countdown to zero, but it does not
     // wake a target at zero either: only a real value above its activation does.
     upd.active = active || (any_missing && current > 0);
@@ -152,7 +168,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     let mut proposals = Vec::with_capacity(target.policies.len());
     let mut forecast_line = None;
     for p in &target.policies {
-        let value = value_of(&p.metric);
+        let value = value_of(p);
         let (proposal, detail) = match &p.kind {
             PolicyKind::TargetTracking {
                 target: tt,
@@ -285,7 +301,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
         stay_zero = true;
     } else if lower == 0 {
         let idle_since = history.last_active.or(history.first_seen).unwrap_or(now);
-        let idle_for = (now - idle_since).num_seconds().max(0) as u64;
+        let idle_for = clock::secs_between(idle_since, now).max(0) as u64;
         if upd.active {
             lower = 1;
             if current == 0 {
@@ -479,7 +495,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     ex.steps = steps;
     let mut d = Decision {
         at: now,
-        target: target.name.clone(),
+        target: name(&target.name),
         current,
         desired,
         action,
@@ -535,7 +551,7 @@ fn scale_in_hold(
 
 /// `Some(end)` while `since + secs` is still ahead of `now`.
 fn until(since: Option<DateTime<Utc>>, secs: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let end = since? + Duration::seconds(secs as i64);
+    let end = clock::shift(since?, secs as i64);
     (secs > 0 && end > now).then_some(end)
 }
 
@@ -732,7 +748,7 @@ fn step(
         );
     }
     let since = h.breach_since.get(name).copied().unwrap_or(now);
-    let lasted = (now - since).num_seconds().max(0) as u64;
+    let lasted = clock::secs_between(since, now).max(0) as u64;
     if lasted < s.breach_for_secs {
         let detail = text!(
             x,
@@ -854,7 +870,7 @@ fn predictive(
         (Some(f), Some(a))
             if h.forecast_checks
                 .last()
-                .is_none_or(|c| (now - c.at).num_seconds() >= FORECAST_CHECK_EVERY_SECS) =>
+                .is_none_or(|c| clock::secs_between(c.at, now) >= FORECAST_CHECK_EVERY_SECS) =>
         {
             Some(ForecastCheck {
                 at: now,
@@ -865,7 +881,7 @@ fn predictive(
         _ => None,
     };
     line.error = h.forecast_error(check.as_ref());
-    let ahead = now + Duration::seconds(pp.schedule_ahead_secs as i64);
+    let ahead = clock::shift(now, pp.schedule_ahead_secs as i64);
     let Some(load) = fc.max_between(now, ahead) else {
         line.note = if now >= fc.end() || ahead < fc.start {
             text!(x, "the forecast does not cover now")

@@ -90,7 +90,7 @@ impl ForecastSeries {
         if at < self.start || self.step_secs == 0 {
             return None;
         }
-        let i = ((at - self.start).num_seconds() as u64 / self.step_secs) as usize;
+        let i = (super::clock::secs_between(self.start, at) as u64 / self.step_secs) as usize;
         (i < self.values.len()).then_some(i)
     }
 
