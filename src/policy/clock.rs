@@ -1,16 +1,13 @@
-//! Time arithmetic for the core's hot paths. chrono's `DateTime ± TimeDelta` and
-//! `DateTime - DateTime` go through calendar dates and were a quarter of a tick's cost;
-//! these work on the Unix timestamp and give the same results (nanoseconds kept).
+//! Time arithmetic of the core in one place: chrono's, saturating at the ends of its range
+//! instead of panicking on overflow. (Hand-rolled timestamp and time-of-day versions were
+//! measured with callgrind and were no cheaper than chrono's calendar arithmetic.)
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-const NANOS: i128 = 1_000_000_000;
-
-/// `t + secs`, saturating at the ends of chrono's range instead of panicking.
+/// `t + secs`, saturating at the ends of chrono's range.
 pub fn shift(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
-    t.timestamp()
-        .checked_add(secs)
-        .and_then(|s| DateTime::from_timestamp(s, t.timestamp_subsec_nanos()))
+    Duration::try_seconds(secs)
+        .and_then(|d| t.checked_add_signed(d))
         .unwrap_or(if secs < 0 {
             DateTime::<Utc>::MIN_UTC
         } else {
@@ -18,36 +15,21 @@ pub fn shift(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
         })
 }
 
-/// Whole seconds from `from` to `to`, truncated toward zero, as chrono's
-/// `(to - from).num_seconds()`.
+/// Whole seconds from `from` to `to`, truncated toward zero.
 pub fn secs_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
-    let n = (to.timestamp() as i128 - from.timestamp() as i128) * NANOS
-        + (to.timestamp_subsec_nanos() as i128 - from.timestamp_subsec_nanos() as i128);
-    (n / NANOS) as i64
+    (to - from).num_seconds()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Duration;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn same_as_chrono(a in -10_000_000_000i64..10_000_000_000, an in 0u32..1_000_000_000,
-                          b in -10_000_000_000i64..10_000_000_000, bn in 0u32..1_000_000_000,
-                          d in -1_000_000_000i64..1_000_000_000) {
-            let (a, b) = (
-                DateTime::from_timestamp(a, an).unwrap(),
-                DateTime::from_timestamp(b, bn).unwrap(),
-            );
-            prop_assert_eq!(shift(a, d), a + Duration::seconds(d));
-            prop_assert_eq!(secs_between(b, a), (a - b).num_seconds());
-        }
-    }
 
     #[test]
-    fn saturates() {
+    fn shifts_and_saturates() {
+        let t = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
+        assert_eq!(shift(t, -90).timestamp(), 1_699_999_910);
+        assert_eq!(shift(t, -90).timestamp_subsec_nanos(), 5);
+        assert_eq!(secs_between(shift(t, -90), t), 90);
         assert_eq!(
             shift(DateTime::<Utc>::MAX_UTC, 10),
             DateTime::<Utc>::MAX_UTC
@@ -56,5 +38,6 @@ mod tests {
             shift(DateTime::<Utc>::MIN_UTC, -10),
             DateTime::<Utc>::MIN_UTC
         );
+        assert_eq!(shift(t, i64::MAX), DateTime::<Utc>::MAX_UTC);
     }
 }
