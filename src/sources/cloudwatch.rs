@@ -352,6 +352,7 @@ impl CloudWatchSource {
         let mut out: HashMap<String, Points> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
+            crate::ratelimit::acquire("GetMetricData").await;
             let resp = self
                 .client
                 .get_metric_data()
