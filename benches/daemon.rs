@@ -16,7 +16,8 @@
 //!
 //! Run: `cargo bench --bench daemon` (release profile). `TARGETS=n` changes the fleet size;
 //! `UNLIMITED=1` lifts the client-side rate limits (to see capstan's own share of the
-//! reaction time); `STEPS=n` the number of load steps of part 2.
+//! reaction time); `TICKS=n` the ticks of part 1; `STEPS=n` the load steps of part 2 (0
+//! skips it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -417,13 +418,16 @@ fn main() {
     );
     let t0: DateTime<Utc> = "2026-11-27T10:00:00Z".parse().unwrap();
     const WARM: usize = 3;
-    const TICKS: usize = 20;
+    let ticks: usize = std::env::var("TICKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut cpu_per_tick = Vec::new();
     let mut wall_per_tick = Vec::new();
     let mut applied = 0;
     let mut calls: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut metrics = 0;
-    for k in 0..WARM + TICKS {
+    for k in 0..WARM + ticks {
         set_load(&fake, &cfg, k);
         let now = t0 + chrono::Duration::seconds(15 * k as i64);
         let cpu0 = cpu_time();
@@ -447,8 +451,8 @@ fn main() {
     let rss = status_kib("VmRSS");
     cpu_per_tick.sort_by(f64::total_cmp);
     wall_per_tick.sort_by(f64::total_cmp);
-    let cpu_mean = cpu_per_tick.iter().sum::<f64>() / TICKS as f64;
-    println!("\n## Part 1: {TICKS} ticks after {WARM} warm-up ticks");
+    let cpu_mean = cpu_per_tick.iter().sum::<f64>() / ticks as f64;
+    println!("\n## Part 1: {ticks} ticks after {WARM} warm-up ticks");
     println!(
         "CPU per tick (all threads): mean {cpu_mean:.0} ms, median {:.0} ms, max {:.0} ms",
         pct(&cpu_per_tick, 0.5),
@@ -471,16 +475,16 @@ fn main() {
     );
     println!(
         "capacity changes applied: {:.1} per tick",
-        applied as f64 / TICKS as f64
+        applied as f64 / ticks as f64
     );
     println!("\n| API | calls per tick | per 1,000 targets | USD per month |");
     println!("|---|---:|---:|---:|");
     let per_k = 1000.0 / n as f64;
     let mut total_cost = 0.0;
     for (api, v) in &calls {
-        let per_tick = *v as f64 / TICKS as f64;
+        let per_tick = *v as f64 / ticks as f64;
         let cost = match *api {
-            "GetMetricData" => metrics as f64 / TICKS as f64 * GMD_PER_METRIC * TICKS_PER_MONTH,
+            "GetMetricData" => metrics as f64 / ticks as f64 * GMD_PER_METRIC * TICKS_PER_MONTH,
             "GetQueueAttributes" => per_tick * SQS_PER_REQUEST * TICKS_PER_MONTH,
             _ => 0.0,
         };
@@ -490,7 +494,7 @@ fn main() {
             per_tick * per_k
         );
     }
-    let metrics_per_tick = metrics as f64 / TICKS as f64;
+    let metrics_per_tick = metrics as f64 / ticks as f64;
     println!(
         "GetMetricData metrics requested per tick: {metrics_per_tick:.0} ({:.0} per 1,000 targets)",
         metrics_per_tick * per_k
@@ -500,6 +504,9 @@ fn main() {
         total_cost * per_k
     );
 
+    if steps == 0 {
+        return;
+    }
     // Part 2: the real loop, load steps at random moments.
     let interval = Duration::from_secs(5);
     let fake2 = FakeCloud::new();

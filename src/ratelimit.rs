@@ -68,8 +68,8 @@ pub const DEFAULTS: &[(&str, f64, u32)] = &[
     // CloudWatch: GetMetricData 50 TPS per account and Region (the call carries up to 500
     // metrics, so 20 per second is 10,000 metrics per second).
     ("GetMetricData", 20.0, 20),
-    // SQS: no documented TPS quota on GetQueueAttributes; kept modest anyway.
-    ("GetQueueAttributes", 100.0, 100),
+    // SQS: no documented TPS quota on GetQueueAttributes; bounded anyway.
+    ("GetQueueAttributes", 1000.0, 1000),
     ("GetQueueUrl", 20.0, 20),
     // ECS: token buckets per account and Region (see the ECS request-throttling page).
     ("DescribeServices", 20.0, 40),

@@ -15,7 +15,7 @@ use crate::config::MetricSource;
 use crate::policy::Sample;
 
 /// Queues read at once per tick by default.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 const VISIBLE: &str = "ApproximateNumberOfMessages";
 const IN_FLIGHT: &str = "ApproximateNumberOfMessagesNotVisible";
