@@ -65,16 +65,33 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
     let actuators = AwsActuators::new(&sdk);
     let dry_run = opts.dry_run || cfg.global.dry_run;
     let lease = cfg.global.lease.clone();
+    for (api, rate) in &cfg.global.rate_limits {
+        crate::ratelimit::configure(api, *rate);
+    }
+    let shard = cfg
+        .global
+        .shard
+        .map(|s| format!("{} of {}", s.index, s.count))
+        .unwrap_or_else(|| "all".into());
     tracing::info!(
         targets = cfg.targets.len(),
+        shard = %shard,
         dry_run,
         lease = lease.enabled,
         "capstan starting"
     );
     if lease.enabled {
         let owner = format!("{}-{}", hostname(), std::process::id());
+        // Histories are keyed by the unsuffixed name, so a target keeps its history when
+        // the shard count changes; each shard's replicas elect their own leader.
         let store = DynamoStore::new(&sdk, &lease.table, &lease.name);
-        let l = DynamoLease::new(&sdk, &lease.table, &lease.name, &owner, lease.duration_secs);
+        let l = DynamoLease::new(
+            &sdk,
+            &lease.table,
+            &cfg.global.lease_name(),
+            &owner,
+            lease.duration_secs,
+        );
         let io = Io {
             sources,
             actuators,

@@ -38,6 +38,7 @@ pub mod forecast;
 pub mod http;
 pub mod ops;
 pub mod policy;
+pub mod ratelimit;
 pub mod simulate;
 pub mod sources;
 pub mod telemetry;

@@ -26,6 +26,21 @@ pub async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>)
         .collect()
 }
 
+/// Like [`join_all`], with at most `limit` of the futures running at a time (AWS calls of a
+/// tick: the rate limits pace them, this bounds the connections open at once).
+pub async fn join_bounded<F: std::future::Future>(limit: usize, futs: Vec<F>) -> Vec<F::Output> {
+    let permits = tokio::sync::Semaphore::new(limit.clamp(1, tokio::sync::Semaphore::MAX_PERMITS));
+    let permits = &permits;
+    join_all(futs.into_iter().map(|f| async move {
+        let _permit = permits.acquire().await;
+        f.await
+    }))
+    .await
+}
+
+/// AWS calls of one kind in flight at once within a tick.
+pub const CALL_CONCURRENCY: usize = 16;
+
 /// A cumulative histogram with fixed upper bounds (Prometheus semantics: `counts[i]` counts
 /// the observations `<= bounds[i]`; `count` includes those above the last bound).
 #[derive(Clone, Debug, PartialEq)]

@@ -47,6 +47,7 @@ pub(crate) async fn target_health(
     client: &Client,
     target_group: &str,
 ) -> Result<Vec<TargetHealth>, AwsError> {
+    crate::ratelimit::acquire("DescribeTargetHealth").await;
     let out = client
         .describe_target_health()
         .target_group_arn(target_group)

@@ -362,34 +362,45 @@ pub(crate) fn drain_action(
 
 /// Describes the named groups (any number; batched). Groups that do not exist are absent.
 pub(crate) async fn describe(client: &Client, names: &[&str]) -> Result<Vec<GroupView>, AwsError> {
-    let mut groups = Vec::new();
+    // The batches go out together (bounded; paced by the DescribeAutoScalingGroups limit).
+    let mut batches = Vec::new();
     for chunk in names.chunks(DESCRIBE_BATCH) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let mut token: Option<String> = None;
-        loop {
-            let out = client
-                .describe_auto_scaling_groups()
-                .set_auto_scaling_group_names(Some(chunk.iter().map(|s| s.to_string()).collect()))
-                .max_records(100)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    aws_error!(
-                        aws_sdk_autoscaling,
-                        e,
-                        "autoscaling",
-                        "DescribeAutoScalingGroups",
-                        chunk.join(",")
-                    )
-                })?;
-            groups.extend(out.auto_scaling_groups().iter().map(GroupView::from_sdk));
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
+        batches.push(describe_batch(client, chunk));
+    }
+    let answers = crate::util::join_bounded(crate::util::CALL_CONCURRENCY, batches).await;
+    let mut groups = Vec::new();
+    for a in answers {
+        groups.extend(a?);
+    }
+    Ok(groups)
+}
+
+/// Describes up to [`DESCRIBE_BATCH`] groups (all pages).
+async fn describe_batch(client: &Client, chunk: &[&str]) -> Result<Vec<GroupView>, AwsError> {
+    let mut groups = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        crate::ratelimit::acquire("DescribeAutoScalingGroups").await;
+        let out = client
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(chunk.iter().map(|s| s.to_string()).collect()))
+            .max_records(100)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                aws_error!(
+                    aws_sdk_autoscaling,
+                    e,
+                    "autoscaling",
+                    "DescribeAutoScalingGroups",
+                    chunk.join(",")
+                )
+            })?;
+        groups.extend(out.auto_scaling_groups().iter().map(GroupView::from_sdk));
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
         }
     }
     Ok(groups)
@@ -424,6 +435,7 @@ pub(crate) async fn set_desired(client: &Client, name: &str, desired: u32) -> Re
             format!("desired capacity {desired} is out of range"),
         )
     })?;
+    crate::ratelimit::acquire("SetDesiredCapacity").await;
     client
         .set_desired_capacity()
         .auto_scaling_group_name(name)
@@ -445,6 +457,7 @@ pub(crate) async fn set_desired(client: &Client, name: &str, desired: u32) -> Re
 
 /// Terminates one instance of the group and lowers its desired capacity by one.
 pub(crate) async fn terminate(client: &Client, instance: &str) -> Result<(), AwsError> {
+    crate::ratelimit::acquire("TerminateInstanceInAutoScalingGroup").await;
     client
         .terminate_instance_in_auto_scaling_group()
         .instance_id(instance)

@@ -132,6 +132,16 @@ pub(crate) fn match_services(
         .collect()
 }
 
+/// [`describe`] of a batch of `(target index, service)`.
+pub(crate) async fn describe_batch(
+    client: &Client,
+    cluster: &str,
+    batch: &[(usize, &str)],
+) -> Result<Vec<Result<ServiceView, AwsError>>, AwsError> {
+    let names: Vec<&str> = batch.iter().map(|(_, s)| *s).collect();
+    describe(client, cluster, &names).await
+}
+
 /// Describes up to [`DESCRIBE_BATCH`] services of one cluster, in the order asked.
 /// The outer error is a failure of the whole call (e.g. the cluster does not exist).
 pub(crate) async fn describe(
@@ -139,6 +149,7 @@ pub(crate) async fn describe(
     cluster: &str,
     services: &[&str],
 ) -> Result<Vec<Result<ServiceView, AwsError>>, AwsError> {
+    crate::ratelimit::acquire("DescribeServices").await;
     let out = client
         .describe_services()
         .cluster(cluster)
@@ -191,6 +202,7 @@ pub(crate) async fn update_desired(
             format!("desired count {desired} is out of range"),
         )
     })?;
+    crate::ratelimit::acquire("UpdateService").await;
     let out = client
         .update_service()
         .cluster(cluster)

@@ -43,6 +43,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::aws::{AwsError, ErrorClass};
+
+/// Services per `DescribeServices` call (the API's maximum).
+pub const ECS_DESCRIBE_BATCH: usize = ecs::DESCRIBE_BATCH;
+/// Groups per `DescribeAutoScalingGroups` call (the API's maximum).
+pub const ASG_DESCRIBE_BATCH: usize = asg::DESCRIBE_BATCH;
 use crate::config::{Resource, Target};
 
 /// What a resource runs now, as capstan's decision core needs it.
@@ -168,12 +173,12 @@ impl AwsActuators {
     ) -> HashMap<String, Result<Vec<alb::TargetHealth>, AwsError>> {
         target_groups.sort();
         target_groups.dedup();
-        let mut out = HashMap::new();
-        for tg in target_groups {
-            let r = alb::target_health(&self.elb, &tg).await;
-            out.insert(tg, r);
+        let mut calls = Vec::with_capacity(target_groups.len());
+        for tg in &target_groups {
+            calls.push(alb::target_health(&self.elb, tg));
         }
-        out
+        let answers = crate::util::join_bounded(crate::util::CALL_CONCURRENCY, calls).await;
+        target_groups.into_iter().zip(answers).collect()
     }
 
     /// Terminates the instances of a drain that are still in the group, decrementing its
@@ -212,30 +217,43 @@ impl AwsActuators {
             .filter(|t| matches!(t.resource, Resource::EcsService { .. }))
             .filter_map(|t| t.alb_target_group.clone())
             .collect();
-        let health = self.target_health(tgs).await;
         let mut out = Vec::new();
-        for (cluster, items) in by_cluster {
-            for chunk in items.chunks(ecs::DESCRIBE_BATCH) {
-                let names: Vec<&str> = chunk.iter().map(|(_, s)| *s).collect();
-                match ecs::describe(&self.ecs, cluster, &names).await {
-                    Err(e) => out.extend(
-                        chunk
-                            .iter()
-                            .map(|(i, s)| (*i, Err(for_target(&e, ecs::resource_id(cluster, s))))),
-                    ),
-                    Ok(found) => {
-                        for ((i, _), r) in chunk.iter().zip(found) {
-                            let tg = targets[*i].alb_target_group.as_deref();
-                            let state = r.and_then(|view| {
-                                let healthy = match tg.and_then(|tg| health.get(tg)) {
-                                    Some(Ok(t)) => Some(alb::healthy_ids(t).len() as u32),
-                                    Some(Err(e)) => return Err(e.clone()),
-                                    None => None,
-                                };
-                                Ok(ecs::capacity(&view, healthy))
-                            });
-                            out.push((*i, state));
-                        }
+        // Every batch of the tick at once (bounded; paced by the DescribeServices limit).
+        let batches: Vec<(&str, &[(usize, &str)])> = by_cluster
+            .iter()
+            .flat_map(|(cluster, items)| {
+                items
+                    .chunks(ecs::DESCRIBE_BATCH)
+                    .map(move |chunk| (*cluster, chunk))
+            })
+            .collect();
+        let mut describes = Vec::with_capacity(batches.len());
+        for (cluster, chunk) in &batches {
+            describes.push(ecs::describe_batch(&self.ecs, cluster, chunk));
+        }
+        let (health, answers) = tokio::join!(
+            self.target_health(tgs),
+            crate::util::join_bounded(crate::util::CALL_CONCURRENCY, describes)
+        );
+        for ((cluster, chunk), answer) in batches.into_iter().zip(answers) {
+            match answer {
+                Err(e) => out.extend(
+                    chunk
+                        .iter()
+                        .map(|(i, s)| (*i, Err(for_target(&e, ecs::resource_id(cluster, s))))),
+                ),
+                Ok(found) => {
+                    for ((i, _), r) in chunk.iter().zip(found) {
+                        let tg = targets[*i].alb_target_group.as_deref();
+                        let state = r.and_then(|view| {
+                            let healthy = match tg.and_then(|tg| health.get(tg)) {
+                                Some(Ok(t)) => Some(alb::healthy_ids(t).len() as u32),
+                                Some(Err(e)) => return Err(e.clone()),
+                                None => None,
+                            };
+                            Ok(ecs::capacity(&view, healthy))
+                        });
+                        out.push((*i, state));
                     }
                 }
             }

@@ -24,7 +24,8 @@ pub fn from_str(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
     Ok(Config {
         global: part.global.unwrap_or_default(),
         targets: part.targets,
-    })
+    }
+    .own_shard())
 }
 
 /// The `.toml` files named, directories expanded (sorted, not recursive).
@@ -70,7 +71,8 @@ fn file_diag(p: &Path, message: &str, hint: Option<&str>) -> Diagnostic {
 }
 
 /// Loads and merges config files and directories: at most one `[global]`, target names
-/// unique across files. Every problem in every file is reported.
+/// unique across files. Every problem in every file is reported. With `[global.shard]`,
+/// only the targets of that shard are returned (all are validated).
 pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
     let files = expand_paths(paths)?;
     let mut diags = Vec::new();
@@ -136,10 +138,12 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
         });
     }
     if diags.is_empty() {
+        // Every file is checked whole; then only this daemon's shard is kept.
         Ok(Config {
             global: global.map(|g| g.0).unwrap_or_default(),
             targets,
-        })
+        }
+        .own_shard())
     } else {
         Err(diags)
     }

@@ -15,6 +15,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Keeps only the targets of this daemon's shard (all when not sharded).
+    pub fn own_shard(mut self) -> Self {
+        if let Some(s) = self.global.shard {
+            self.targets.retain(|t| s.owns(&t.name));
+        }
+        self
+    }
+
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.name == name)
     }
@@ -29,6 +37,40 @@ pub struct Global {
     pub lease: Lease,
     pub metrics: MetricsSink,
     pub metrics_namespace: String,
+    /// This daemon's shard of the targets; `None` is all of them.
+    pub shard: Option<Shard>,
+    /// Client-side rate limits (calls per second) overriding the defaults, by API name.
+    pub rate_limits: std::collections::BTreeMap<String, f64>,
+}
+
+/// One part of the targets, chosen by a stable hash of their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// The shard a target name falls in: FNV-1a (64 bit) of the name, mixed by the
+    /// MurmurHash3 finalizer (names differing in one character spread too), modulo the
+    /// count; the same on every machine and release.
+    pub fn of(name: &str, count: u32) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        (h % u64::from(count.max(1))) as u32
+    }
+
+    pub fn owns(&self, name: &str) -> bool {
+        Shard::of(name, self.count) == self.index
+    }
 }
 
 /// Where capstan's own metrics go.
@@ -41,6 +83,15 @@ pub enum MetricsSink {
 }
 
 impl Global {
+    /// The name of the lease this daemon's replicas elect their leader under: the
+    /// configured name, suffixed with the shard when the targets are sharded.
+    pub fn lease_name(&self) -> String {
+        match &self.shard {
+            Some(s) => format!("{}-shard-{}-of-{}", self.lease.name, s.index, s.count),
+            None => self.lease.name.clone(),
+        }
+    }
+
     /// The address of the HTTP endpoints, `None` when `http_listen = "off"`.
     pub fn http_addr(&self) -> Option<&str> {
         (self.http_listen != "off").then_some(self.http_listen.as_str())
@@ -57,6 +108,8 @@ impl Default for Global {
             lease: Lease::default(),
             metrics: MetricsSink::Cloudwatch,
             metrics_namespace: "Capstan".into(),
+            shard: None,
+            rate_limits: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -446,4 +499,46 @@ pub enum RateKind {
 pub struct Fallback {
     pub after_failures: u32,
     pub capacity: u32,
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_targets_evenly() {
+        let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i}")).collect();
+        for count in [1u32, 2, 3, 7, 16] {
+            let shards: Vec<Shard> = (0..count).map(|index| Shard { index, count }).collect();
+            let mut sizes = vec![0usize; count as usize];
+            for n in &names {
+                let owners: Vec<&Shard> = shards.iter().filter(|s| s.owns(n)).collect();
+                assert_eq!(owners.len(), 1, "{n} in exactly one of {count} shards");
+                sizes[owners[0].index as usize] += 1;
+            }
+            let mean = names.len() as f64 / f64::from(count);
+            for s in sizes {
+                assert!(
+                    (s as f64 - mean).abs() <= mean * 0.1,
+                    "{count} shards: a shard of {s} (mean {mean})"
+                );
+            }
+        }
+    }
+
+    const PINNED: [u32; 5] = [387, 348, 691, 213, 268];
+
+    #[test]
+    fn the_hash_is_stable_and_the_lease_name_carries_the_shard() {
+        // Pinned: a target keeps its shard across releases.
+        let pinned: Vec<u32> = ["api", "svc1", "svc2", "svc3", "orders-worker"]
+            .iter()
+            .map(|n| Shard::of(n, 1000))
+            .collect();
+        assert_eq!(pinned, PINNED);
+        let mut g = Global::default();
+        assert_eq!(g.lease_name(), "default");
+        g.shard = Some(Shard { index: 2, count: 4 });
+        assert_eq!(g.lease_name(), "default-shard-2-of-4");
+    }
 }

@@ -41,6 +41,24 @@ pub struct RawGlobal {
     pub metrics: Option<String>,
     /// Namespace of capstan's own metrics. Default "Capstan".
     pub metrics_namespace: Option<String>,
+    /// This daemon's part of the targets when several daemons share them, e.g.
+    /// `{ index = 0, count = 4 }`: it manages only the targets whose name hashes to its
+    /// index, and its replicas elect their leader under the lease name suffixed with the
+    /// shard. Default: one shard (all targets).
+    pub shard: Option<RawShard>,
+    /// Client-side rate limits in calls per second by AWS API name, e.g.
+    /// `{ DescribeServices = 10 }`, overriding the defaults.
+    pub rate_limits: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+/// `[global.shard]`: which part of the targets this daemon manages.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawShard {
+    /// This daemon's shard, from 0 to count - 1.
+    pub index: Option<u32>,
+    /// How many shards the targets are split into (1 to 1024).
+    pub count: Option<u32>,
 }
 
 /// `[global.lease]`: the DynamoDB lease that elects one acting replica.

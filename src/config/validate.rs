@@ -342,6 +342,60 @@ fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
         }
         g.metrics_namespace = ns.clone();
     }
+    if let Some(sh) = &raw.shard {
+        let sp = path.at("shard");
+        match (sh.index, sh.count) {
+            (Some(index), Some(count)) => {
+                if !(1..=1024).contains(&count) {
+                    ctx.err(
+                        &sp.at("count"),
+                        format!("{count} shards is out of range"),
+                        Some("use 1 to 1024 shards".into()),
+                    );
+                } else if index >= count {
+                    ctx.err(
+                        &sp.at("index"),
+                        format!("shard index {index} is not below the shard count {count}"),
+                        Some(format!(
+                            "shards are numbered from 0: use 0 to {} here",
+                            count - 1
+                        )),
+                    );
+                } else {
+                    g.shard = Some(Shard { index, count });
+                }
+            }
+            (None, _) => ctx.missing(&sp.at("index"), "this daemon's shard, from 0 to count - 1"),
+            (_, None) => ctx.missing(
+                &sp.at("count"),
+                "how many shards the targets are split into",
+            ),
+        }
+    }
+    if let Some(limits) = &raw.rate_limits {
+        let rp = path.at("rate_limits");
+        for (api, rate) in limits {
+            if !crate::ratelimit::DEFAULTS.iter().any(|(a, ..)| a == api) {
+                let known: Vec<&str> = crate::ratelimit::DEFAULTS
+                    .iter()
+                    .map(|(a, ..)| *a)
+                    .collect();
+                ctx.err(
+                    &rp.at(api.as_str()),
+                    format!("capstan does not rate-limit `{api}`"),
+                    Some(format!("limited APIs: {}", known.join(", "))),
+                );
+            } else if !(rate.is_finite() && *rate >= 0.1 && *rate <= 10_000.0) {
+                ctx.err(
+                    &rp.at(api.as_str()),
+                    format!("{rate} calls per second is out of range"),
+                    Some("use 0.1 to 10000 calls per second".into()),
+                );
+            } else {
+                g.rate_limits.insert(api.clone(), *rate);
+            }
+        }
+    }
     if let Some(l) = &raw.lease {
         let lp = path.at("lease");
         g.lease.enabled = l.enabled.unwrap_or(false);

@@ -15,7 +15,7 @@ use crate::config::MetricSource;
 use crate::policy::Sample;
 
 /// Queues read at once per tick by default.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 const VISIBLE: &str = "ApproximateNumberOfMessages";
 const IN_FLIGHT: &str = "ApproximateNumberOfMessagesNotVisible";
@@ -72,6 +72,7 @@ impl SqsSource {
         if let Some(u) = self.urls.lock().await.get(queue) {
             return Ok(u.clone());
         }
+        crate::ratelimit::acquire("GetQueueUrl").await;
         let resp = self
             .client
             .get_queue_url()
@@ -90,6 +91,7 @@ impl SqsSource {
     /// The three counters of one queue.
     pub async fn depth(&self, queue: &str) -> Result<Result<Sample, String>, AwsError> {
         let url = self.url(queue).await?;
+        crate::ratelimit::acquire("GetQueueAttributes").await;
         let resp = self
             .client
             .get_queue_attributes()
