@@ -201,6 +201,8 @@ impl Shop {
             r#"[global]
 region = "us-east-1"
 poll_interval = "5s"
+# Any free port: daemons of these tests run side by side.
+http_listen = "127.0.0.1:0"
 metrics_namespace = "{ns}-own"
 {metrics}{extra_global}
 {lease}
