@@ -136,8 +136,6 @@ struct Shaped {
     calls: Arc<Mutex<BTreeMap<&'static str, u64>>>,
     metrics_requested: Arc<AtomicU64>,
     seq: Arc<AtomicU64>,
-    /// CloudWatch readings still current (the same cache the CloudWatch source keeps).
-    cache: Arc<Mutex<cloudwatch::ReadCache>>,
     /// When each target's capacity call was made (part 2).
     set_at: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
 }
@@ -149,7 +147,6 @@ impl Shaped {
             calls: Arc::default(),
             metrics_requested: Arc::default(),
             seq: Arc::default(),
-            cache: Arc::default(),
             set_at: Arc::default(),
         }
     }
@@ -228,28 +225,16 @@ impl Actuator for Shaped {
 
 impl Source for Shaped {
     async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
-        // As the CloudWatch source: reuse current readings, ask for the rest.
-        let mut readings = Vec::new();
-        let mut due: Vec<MetricRequest<'_>> = Vec::new();
-        let mut queues: Vec<&str> = Vec::new();
-        {
-            let cache = self.cache.lock().unwrap();
-            for r in requests {
-                match &r.metric.source {
-                    MetricSource::Sqs { queue, .. } => {
-                        queues.push(queue.as_str());
-                        due.push(r.clone());
-                    }
-                    _ => match cache.current(r, now) {
-                        Some(reading) => readings.push(reading),
-                        None => due.push(r.clone()),
-                    },
-                }
-            }
-        }
+        let (planned, _) = cloudwatch::plan(requests, now);
+        let mut queues: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match &r.metric.source {
+                MetricSource::Sqs { queue, .. } => Some(queue.as_str()),
+                _ => None,
+            })
+            .collect();
         queues.sort_unstable();
         queues.dedup();
-        let (planned, _) = cloudwatch::plan(&due, now);
         let metrics: usize = planned.iter().map(|c| c.queries.len()).sum();
         self.metrics_requested
             .fetch_add(metrics as u64, Ordering::Relaxed);
@@ -262,17 +247,7 @@ impl Source for Shaped {
             join_bounded(cw.len(), cw),
             join_bounded(sqs::DEFAULT_CONCURRENCY, q)
         );
-        // CloudWatch answers with the datapoint of the newest complete period.
-        let fresh = self.inner.read(&due, now).await;
-        let mut cache = self.cache.lock().unwrap();
-        for (req, mut r) in due.iter().zip(fresh) {
-            if let Some(p) = cloudwatch::newest_period(&req.metric.source, now) {
-                r.at = r.sample.is_some().then_some(p);
-                cache.store(&r);
-            }
-            readings.push(r);
-        }
-        readings
+        self.inner.read(requests, now).await
     }
 }
 
@@ -545,28 +520,10 @@ fn main() {
             // A target not stepped before, spread over the fleet.
             let t = &cfg.targets[(k * 7919) % cfg.targets.len()];
             set_level(&fake2, t, 4.0);
-            // Visible in the source: at once for a queue; for a CloudWatch metric when the
-            // period holding the step is complete (its datapoint the newest).
-            let now = Utc::now();
-            let visible = t
-                .metrics
-                .iter()
-                .filter_map(|m| {
-                    let p = cloudwatch::newest_period(&m.source, now)?;
-                    let mut at = now;
-                    while cloudwatch::newest_period(&m.source, at) == Some(p) {
-                        at += chrono::Duration::milliseconds(100);
-                    }
-                    Some(at)
-                })
-                .min()
-                .map_or_else(Instant::now, |at| {
-                    Instant::now() + (at - now).to_std().unwrap_or_default()
-                });
-            stepped.push((t.name.clone(), visible));
+            stepped.push((t.name.clone(), Instant::now()));
         }
-        // Long enough for the last step to be visible (a 60 s period) and acted on.
-        tokio::time::sleep(Duration::from_secs(60) + interval * 2).await;
+        // Long enough for the last step to be acted on.
+        tokio::time::sleep(interval * 3).await;
         let _ = stop_tx.send(true);
         let _ = run.await;
         stepped
@@ -578,19 +535,6 @@ fn main() {
         match set_at.get(name).and_then(|v| v.iter().find(|s| **s >= *at)) {
             Some(s) => lat.push(s.duration_since(*at).as_secs_f64()),
             None => missed += 1,
-        }
-    }
-    if std::env::var("VERBOSE").is_ok() {
-        for (name, at) in &stepped {
-            let sets: Vec<f64> = set_at
-                .get(name)
-                .map(|v| {
-                    v.iter()
-                        .map(|s| s.saturating_duration_since(*at).as_secs_f64())
-                        .collect()
-                })
-                .unwrap_or_default();
-            println!("{name}: capacity calls after visible: {sets:?}");
         }
     }
     lat.sort_by(f64::total_cmp);

@@ -333,57 +333,16 @@ pub fn newest_fresh(
     Ok((*t, *v))
 }
 
-/// Start of the newest complete period of a CloudWatch-backed metric at `now` (the
-/// datapoint a read at `now` can return at best); `None` for other sources.
-pub fn newest_period(src: &MetricSource, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let (period, stale, offset) = timing(src)?;
-    let (_, end) = window(read_time(now, offset), period, stale);
-    Some(end - chrono::Duration::seconds(period as i64))
-}
-
-/// The readings of the last ticks, so that a metric is queried again only once a newer
-/// complete period can exist: a 60 s metric polled every 15 s is requested once a minute,
-/// not four times (`GetMetricData` is charged per metric requested). A reading is reused
-/// only when it holds the datapoint of the newest complete period; a missing or older one
-/// is asked for again on every tick.
-#[derive(Debug, Default)]
-pub struct ReadCache {
-    readings: HashMap<(String, String), Reading>,
-}
-
-impl ReadCache {
-    /// The reading still current for `req` at `now`, if any.
-    pub fn current(&self, req: &MetricRequest<'_>, now: DateTime<Utc>) -> Option<Reading> {
-        let newest = newest_period(&req.metric.source, now)?;
-        let r = self
-            .readings
-            .get(&(req.target.name.clone(), req.metric.name.clone()))?;
-        (r.sample.is_some() && r.at == Some(newest)).then(|| r.clone())
-    }
-
-    pub fn store(&mut self, r: &Reading) {
-        self.readings
-            .insert((r.target.clone(), r.metric.clone()), r.clone());
-    }
-
-    /// Forgets targets no longer configured.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.readings.retain(|(t, _), _| keep(t));
-    }
-}
-
 /// Reads CloudWatch metrics for capstan.
 #[derive(Clone, Debug)]
 pub struct CloudWatchSource {
     client: aws_sdk_cloudwatch::Client,
-    cache: std::sync::Arc<std::sync::Mutex<ReadCache>>,
 }
 
 impl CloudWatchSource {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         CloudWatchSource {
             client: crate::aws_client!(aws_sdk_cloudwatch, sdk),
-            cache: Default::default(),
         }
     }
 
@@ -504,30 +463,12 @@ fn to_sdk_query(q: &PlannedQuery) -> MetricDataQuery {
 }
 
 impl Source for CloudWatchSource {
-    async fn read(&self, all: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
-        // Reuse what is current; ask only for metrics that may have a newer period.
-        let mut readings: Vec<Reading> = Vec::new();
-        let mut requests: Vec<MetricRequest<'_>> = Vec::new();
-        {
-            let mut cache = self.cache.lock().expect("read cache");
-            let names: std::collections::HashSet<&str> =
-                all.iter().map(|r| r.target.name.as_str()).collect();
-            cache.retain(|t| names.contains(t));
-            for r in all.iter().filter(|r| timing(&r.metric.source).is_some()) {
-                match cache.current(r, now) {
-                    Some(reading) => readings.push(reading),
-                    None => requests.push(r.clone()),
-                }
-            }
-        }
-        let requests = &requests[..];
-        let first_new = readings.len();
+    async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
         let (calls, unplannable) = plan(requests, now);
-        readings.extend(
-            unplannable
-                .iter()
-                .map(|(i, why)| Reading::missing(&requests[*i], why.clone())),
-        );
+        let mut readings: Vec<Reading> = unplannable
+            .iter()
+            .map(|(i, why)| Reading::missing(&requests[*i], why.clone()))
+            .collect();
         // The calls of a tick go out together.
         let results = crate::util::join_all(calls.iter().map(|c| self.run(c))).await;
         for (call, result) in calls.iter().zip(results) {
@@ -552,10 +493,6 @@ impl Source for CloudWatchSource {
                 };
                 readings.push(reading);
             }
-        }
-        let mut cache = self.cache.lock().expect("read cache");
-        for r in &readings[first_new..] {
-            cache.store(r);
         }
         readings
     }
@@ -604,39 +541,6 @@ type = "target_tracking"
 metric = "cpu"
 target_value = 70
 "#;
-
-    #[test]
-    fn a_reading_is_reused_only_while_it_holds_the_newest_complete_period() {
-        let c = cfg(TWO);
-        let targets: Vec<&Target> = c.targets.iter().collect();
-        let reqs = MetricRequest::all(&targets);
-        let cpu = reqs.iter().find(|r| r.metric.name == "cpu").unwrap();
-        let now = t("2026-11-27T10:00:37Z");
-        let newest = newest_period(&cpu.metric.source, now).unwrap();
-        assert_eq!(newest, t("2026-11-27T09:59:00Z"));
-        let mut cache = ReadCache::default();
-        assert!(cache.current(cpu, now).is_none(), "nothing read yet");
-        // An older datapoint (the newest not yet published) is asked for again.
-        cache.store(&Reading::ok(
-            cpu,
-            Sample::Value(1.0),
-            t("2026-11-27T09:58:00Z"),
-        ));
-        assert!(cache.current(cpu, now).is_none());
-        // A missing one too.
-        cache.store(&Reading::missing(cpu, "no data"));
-        assert!(cache.current(cpu, now).is_none());
-        // The newest complete period: reused until the next period is complete.
-        cache.store(&Reading::ok(cpu, Sample::Value(2.0), newest));
-        let reused = cache.current(cpu, t("2026-11-27T10:00:59Z")).unwrap();
-        assert_eq!(reused.sample, Some(Sample::Value(2.0)));
-        assert!(cache.current(cpu, t("2026-11-27T10:01:00Z")).is_none());
-        cache.retain(|_| false);
-        assert!(
-            cache.current(cpu, now).is_none(),
-            "forgotten with its target"
-        );
-    }
 
     #[test]
     fn plans_one_call_per_window_with_expression_inputs_hidden() {
