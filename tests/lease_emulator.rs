@@ -78,10 +78,10 @@ async fn histories_survive_in_dynamodb() {
     let now = Utc::now();
     let h = History {
         recommendations: vec![Recommendation {
-            at: now,
+            at: now.into(),
             capacity: 7,
         }],
-        first_seen: Some(now),
+        first_seen: Some(now.into()),
         consecutive_failures: 2,
         ..History::default()
     };

@@ -2,7 +2,7 @@
 //! arithmetic as `horizontal.go` (stabilizeRecommendationWithBehaviors,
 //! calculateScaleUpLimitWithScalingRules, calculateScaleDownLimitWithBehaviors).
 
-use chrono::{DateTime, Utc};
+use super::clock::Stamp;
 
 use crate::config::{RateKind, Rules, Select};
 
@@ -14,15 +14,15 @@ use super::history::History;
 ///
 /// Returns the stabilized capacity and, when the windows held it back, the window bounds.
 pub fn stabilize(
-    now: DateTime<Utc>,
+    now: Stamp,
     current: u32,
     desired: u32,
     history: &History,
     up: &Rules,
     down: &Rules,
 ) -> (u32, Option<(u32, u32)>) {
-    let up_cutoff = super::clock::shift(now, -(up.stabilization_window_secs as i64));
-    let down_cutoff = super::clock::shift(now, -(down.stabilization_window_secs as i64));
+    let up_cutoff = now.shift(-(up.stabilization_window_secs as i64));
+    let down_cutoff = now.shift(-(down.stabilization_window_secs as i64));
     let mut up_rec = desired;
     let mut down_rec = desired;
     for r in &history.recommendations {
@@ -45,7 +45,7 @@ pub fn stabilize(
 }
 
 /// The highest capacity the scale-up rate policies allow now (never below `current`).
-pub fn scale_up_limit(now: DateTime<Utc>, current: u32, history: &History, rules: &Rules) -> u32 {
+pub fn scale_up_limit(now: Stamp, current: u32, history: &History, rules: &Rules) -> u32 {
     let mut result: Option<i64> = None;
     if rules.select == Select::Disabled {
         return current;
@@ -70,7 +70,7 @@ pub fn scale_up_limit(now: DateTime<Utc>, current: u32, history: &History, rules
 }
 
 /// The lowest capacity the scale-down rate policies allow now (never above `current`).
-pub fn scale_down_limit(now: DateTime<Utc>, current: u32, history: &History, rules: &Rules) -> u32 {
+pub fn scale_down_limit(now: Stamp, current: u32, history: &History, rules: &Rules) -> u32 {
     let mut result: Option<i64> = None;
     if rules.select == Select::Disabled {
         return current;
@@ -94,7 +94,7 @@ pub fn scale_down_limit(now: DateTime<Utc>, current: u32, history: &History, rul
 
 /// Capacity at the start of the period: current minus what was added plus what was removed
 /// within it.
-fn period_start(now: DateTime<Utc>, current: u32, history: &History, period_secs: u64) -> i64 {
+fn period_start(now: Stamp, current: u32, history: &History, period_secs: u64) -> i64 {
     current as i64 - history.added_within(now, period_secs) as i64
         + history.removed_within(now, period_secs) as i64
 }
@@ -106,10 +106,13 @@ mod tests {
     use super::*;
     use crate::config::{RatePolicy, Rules, Select};
     use crate::policy::history::{Recommendation, ScaleEvent};
-    use chrono::Duration;
+    use chrono::{DateTime, Utc};
 
-    fn t0() -> DateTime<Utc> {
-        "2026-11-27T10:00:00Z".parse().unwrap()
+    fn t0() -> Stamp {
+        "2026-11-27T10:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .into()
     }
 
     /// horizontal_test.go's generateScalingRules: select Max, a policy only when its value
@@ -144,8 +147,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, c)| ScaleEvent {
-                at: t0() - Duration::seconds(120 - 120 * i as i64 / n.max(1))
-                    + Duration::seconds(1),
+                at: t0().shift(-(120 - 120 * i as i64 / n.max(1)) + 1),
                 change: *c,
             })
             .collect()
@@ -482,7 +484,7 @@ mod tests {
             recommendations: list
                 .iter()
                 .map(|(c, age)| Recommendation {
-                    at: t0() - Duration::seconds(*age),
+                    at: t0().shift(-*age),
                     capacity: *c,
                 })
                 .collect(),

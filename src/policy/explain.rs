@@ -142,7 +142,7 @@ pub struct Update {
     pub consecutive_failures: u32,
     pub active: bool,
     /// Step policy name -> breach start (`None` clears it).
-    pub breaches: BTreeMap<String, Option<DateTime<Utc>>>,
+    pub breaches: BTreeMap<String, Option<super::clock::Stamp>>,
     pub forecast_check: Option<ForecastCheck>,
     /// Schedule windows whose state was computed afresh this tick (kept in the cache).
     pub windows: Vec<WindowState>,

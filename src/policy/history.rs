@@ -8,27 +8,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
 
-use super::clock::shift;
+use super::clock::Stamp;
 use super::Decision;
 
 /// A past recommendation (HPA stores the unstabilized desired capacity).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recommendation {
-    pub at: DateTime<Utc>,
+    pub at: Stamp,
     pub capacity: u32,
 }
 
 /// A scaling action that was carried out: `change` units up or down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleEvent {
-    pub at: DateTime<Utc>,
+    pub at: Stamp,
     pub change: u32,
 }
 
 /// One live comparison of the forecast with the load that came.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ForecastCheck {
-    pub at: DateTime<Utc>,
+    pub at: Stamp,
     pub forecast: f64,
     pub actual: f64,
 }
@@ -39,16 +39,16 @@ pub struct History {
     pub recommendations: Vec<Recommendation>,
     pub scale_ups: Vec<ScaleEvent>,
     pub scale_downs: Vec<ScaleEvent>,
-    pub last_scale_out: Option<DateTime<Utc>>,
-    pub last_scale_in: Option<DateTime<Utc>>,
+    pub last_scale_out: Option<Stamp>,
+    pub last_scale_in: Option<Stamp>,
     /// Consecutive ticks with a missing metric.
     pub consecutive_failures: u32,
     /// Last tick at which the target was active (some metric above its activation value).
-    pub last_active: Option<DateTime<Utc>>,
+    pub last_active: Option<Stamp>,
     /// First tick seen; stands in for `last_active` when the target was never active.
-    pub first_seen: Option<DateTime<Utc>>,
+    pub first_seen: Option<Stamp>,
     /// Since when each step policy's alarm condition has held.
-    pub breach_since: BTreeMap<String, DateTime<Utc>>,
+    pub breach_since: BTreeMap<String, Stamp>,
     /// Live forecast checks, at most one per [`FORECAST_CHECK_EVERY_SECS`], for a day.
     pub forecast_checks: Vec<ForecastCheck>,
     /// Derived data kept to make ticks cheap (schedule windows, forecast error sums); never
@@ -72,8 +72,8 @@ pub struct WindowState {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct ErrorSums {
     n: usize,
-    first: Option<DateTime<Utc>>,
-    last: Option<DateTime<Utc>>,
+    first: Option<Stamp>,
+    last: Option<Stamp>,
     abs_error: f64,
     abs_actual: f64,
 }
@@ -118,7 +118,7 @@ impl History {
     /// Records a decision. `acted` says whether its capacity was actually set (the daemon
     /// passes false when the actuation failed or in dry-run; `decide` on the CLI passes true).
     pub fn record(&mut self, target: &Target, d: &Decision, acted: bool) {
-        let now = d.at;
+        let now = Stamp::from(d.at);
         let u = &d.update;
         if self.first_seen.is_none() {
             // HPA seeds a new target's window with its current capacity (see `decide`).
@@ -175,13 +175,14 @@ impl History {
     }
 
     /// Drops what no rule can look at any more.
-    pub fn prune(&mut self, target: &Target, now: DateTime<Utc>) {
+    pub fn prune(&mut self, target: &Target, now: impl Into<Stamp>) {
+        let now = now.into();
         let b = &target.behavior;
         let window = b
             .scale_up
             .stabilization_window_secs
             .max(b.scale_down.stabilization_window_secs);
-        let keep_recs = shift(now, -(window as i64));
+        let keep_recs = now.shift(-(window as i64));
         // Keep the newest recommendation even with zero windows (it is what the target last
         // wanted), and every one inside the longest window.
         let newest = self.recommendations.last().copied();
@@ -198,8 +199,7 @@ impl History {
                 .unwrap_or(0)
         };
         // Both directions' events are read by both rate limits, and scale-ups by warm-up.
-        let keep_events = shift(
-            now,
+        let keep_events = now.shift(
             -(longest(&b.scale_up)
                 .max(longest(&b.scale_down))
                 .max(b.warmup_secs)
@@ -207,7 +207,7 @@ impl History {
         );
         self.scale_ups.retain(|e| e.at > keep_events);
         self.scale_downs.retain(|e| e.at > keep_events);
-        let keep_checks = shift(now, -FORECAST_CHECK_WINDOW_SECS);
+        let keep_checks = now.shift(-FORECAST_CHECK_WINDOW_SECS);
         self.forecast_checks.retain(|c| c.at > keep_checks);
         if !self.cache.errors.matches(&self.forecast_checks) {
             self.cache.errors = ErrorSums::of(&self.forecast_checks);
@@ -250,19 +250,22 @@ impl History {
     }
 
     /// Units added by scale-outs within `secs` before `now`.
-    pub fn added_within(&self, now: DateTime<Utc>, secs: u64) -> u32 {
+    pub fn added_within(&self, now: Stamp, secs: u64) -> u32 {
         sum_within(&self.scale_ups, now, secs)
     }
 
     /// Units removed by scale-ins within `secs` before `now`.
-    pub fn removed_within(&self, now: DateTime<Utc>, secs: u64) -> u32 {
+    pub fn removed_within(&self, now: Stamp, secs: u64) -> u32 {
         sum_within(&self.scale_downs, now, secs)
     }
 }
 
 /// HPA's getReplicasChangePerPeriod: events strictly inside the last `secs`.
-fn sum_within(events: &[ScaleEvent], now: DateTime<Utc>, secs: u64) -> u32 {
-    let cutoff = shift(now, -(secs as i64));
+fn sum_within(events: &[ScaleEvent], now: Stamp, secs: u64) -> u32 {
+    if events.is_empty() {
+        return 0;
+    }
+    let cutoff = now.shift(-(secs as i64));
     let total: u64 = events
         .iter()
         .filter(|e| e.at > cutoff)

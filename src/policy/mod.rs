@@ -29,6 +29,7 @@ mod history;
 mod observation;
 
 pub use behavior::{scale_down_limit, scale_up_limit, stabilize};
+pub use clock::Stamp;
 pub use explain::{
     num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, Problem,
     ProposalLine, StepLine, Update,
@@ -86,7 +87,8 @@ pub fn decide_quiet(target: &Target, obs: &Observation, history: &History) -> De
 }
 
 fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -> Decision {
-    let now = obs.at;
+    let at = obs.at;
+    let now = Stamp::from(at);
     let current = obs.current;
     let mut ex = Explanation::default();
     let mut upd = Update::default();
@@ -149,7 +151,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     upd.active = active || (any_missing && current > 0);
 
     // 2. Bounds from schedules.
-    let mut bounds = schedule_bounds(target, now, history, &mut upd.windows, x);
+    let mut bounds = schedule_bounds(target, at, history, &mut upd.windows, x);
 
     // AWS cooldown: while a scale-out's cooldown runs, the capacity it added counts as
     // already there, so a lagging metric does not add the same capacity again.
@@ -202,6 +204,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
                 let (line, floor, check) = predictive(
                     pp,
                     &p.name,
+                    now,
                     obs,
                     value.ok(),
                     history,
@@ -301,7 +304,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
         stay_zero = true;
     } else if lower == 0 {
         let idle_since = history.last_active.or(history.first_seen).unwrap_or(now);
-        let idle_for = clock::secs_between(idle_since, now).max(0) as u64;
+        let idle_for = now.secs_since(idle_since).max(0) as u64;
         if upd.active {
             lower = 1;
             if current == 0 {
@@ -494,7 +497,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     };
     ex.steps = steps;
     let mut d = Decision {
-        at: now,
+        at,
         target: name(&target.name),
         current,
         desired,
@@ -517,7 +520,7 @@ fn scale_in_hold(
     b: &crate::config::Behavior,
     obs: &Observation,
     h: &History,
-    now: DateTime<Utc>,
+    now: Stamp,
     x: bool,
 ) -> Option<(&'static str, String)> {
     if b.disable_scale_in {
@@ -532,7 +535,11 @@ fn scale_in_hold(
         if let Some(end) = until(h.last_scale_in, b.scale_in_cooldown_secs, now) {
             return Some((
                 "cooldown",
-                text!(x, "scale-in cooldown until {}", end.format("%H:%M:%S")),
+                text!(
+                    x,
+                    "scale-in cooldown until {}",
+                    end.to_datetime().format("%H:%M:%S")
+                ),
             ));
         }
     }
@@ -543,15 +550,15 @@ fn scale_in_hold(
             text!(
                 x,
                 "{warming} new units warming until {}: no scale-in",
-                end.format("%H:%M:%S")
+                end.to_datetime().format("%H:%M:%S")
             ),
         )
     })
 }
 
 /// `Some(end)` while `since + secs` is still ahead of `now`.
-fn until(since: Option<DateTime<Utc>>, secs: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let end = clock::shift(since?, secs as i64);
+fn until(since: Option<Stamp>, secs: u64, now: Stamp) -> Option<Stamp> {
+    let end = since?.shift(secs as i64);
     (secs > 0 && end > now).then_some(end)
 }
 
@@ -735,10 +742,10 @@ fn step(
     value: f64,
     current: u32,
     cooldown_base: Option<u32>,
-    now: DateTime<Utc>,
+    now: Stamp,
     h: &History,
     x: bool,
-) -> (Option<u32>, String, Option<DateTime<Utc>>) {
+) -> (Option<u32>, String, Option<Stamp>) {
     let sym = s.comparison.symbol();
     if !s.comparison.breached(value, s.threshold) {
         return (
@@ -748,7 +755,7 @@ fn step(
         );
     }
     let since = h.breach_since.get(name).copied().unwrap_or(now);
-    let lasted = clock::secs_between(since, now).max(0) as u64;
+    let lasted = now.secs_since(since).max(0) as u64;
     if lasted < s.breach_for_secs {
         let detail = text!(
             x,
@@ -838,16 +845,17 @@ fn step(
 
 /// The predictive policy: the forecast's capacity `schedule_ahead` early, as a floor, unless
 /// forecast-only or its live error is too high.
+#[allow(clippy::too_many_arguments)]
 fn predictive(
     pp: &PredictivePolicy,
     name: &str,
+    now: Stamp,
     obs: &Observation,
     actual: Option<f64>,
     h: &History,
     max: u32,
     x: bool,
 ) -> (ForecastLine, Option<u32>, Option<ForecastCheck>) {
-    let now = obs.at;
     let mode = match pp.mode {
         PredictiveMode::ForecastOnly => "forecast_only",
         PredictiveMode::ForecastAndScale => "forecast_and_scale",
@@ -866,11 +874,12 @@ fn predictive(
         return (line, None, None);
     };
     // Live accuracy: one check per FORECAST_CHECK_EVERY_SECS.
-    let check = match (fc.value_at(now), actual) {
+    let start = Stamp::from(fc.start);
+    let check = match (fc.value_from(start, now), actual) {
         (Some(f), Some(a))
             if h.forecast_checks
                 .last()
-                .is_none_or(|c| clock::secs_between(c.at, now) >= FORECAST_CHECK_EVERY_SECS) =>
+                .is_none_or(|c| now.secs_since(c.at) >= FORECAST_CHECK_EVERY_SECS) =>
         {
             Some(ForecastCheck {
                 at: now,
@@ -881,9 +890,9 @@ fn predictive(
         _ => None,
     };
     line.error = h.forecast_error(check.as_ref());
-    let ahead = clock::shift(now, pp.schedule_ahead_secs as i64);
-    let Some(load) = fc.max_between(now, ahead) else {
-        line.note = if now >= fc.end() || ahead < fc.start {
+    let ahead = now.shift(pp.schedule_ahead_secs as i64);
+    let Some(load) = fc.max_from(start, now, ahead) else {
+        line.note = if now >= Stamp::from(fc.end()) || ahead < start {
             text!(x, "the forecast does not cover now")
         } else {
             text!(x, "the forecast has no usable value for now")

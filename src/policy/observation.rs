@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+
+use super::clock::Stamp;
 use serde::{Deserialize, Serialize};
 
 /// One metric sample. SQS metrics carry the three queue counters so the core can apply the
@@ -86,29 +88,39 @@ pub struct ForecastSeries {
 }
 
 impl ForecastSeries {
-    fn index(&self, at: DateTime<Utc>) -> Option<usize> {
-        if at < self.start || self.step_secs == 0 {
+    fn index(&self, start: Stamp, at: Stamp) -> Option<usize> {
+        if at < start || self.step_secs == 0 {
             return None;
         }
-        let i = (super::clock::secs_between(self.start, at) as u64 / self.step_secs) as usize;
+        let i = (at.secs_since(start) as u64 / self.step_secs) as usize;
         (i < self.values.len()).then_some(i)
     }
 
     /// The load expected at `at`.
-    pub fn value_at(&self, at: DateTime<Utc>) -> Option<f64> {
-        self.index(at)
+    pub fn value_at(&self, at: impl Into<Stamp>) -> Option<f64> {
+        self.value_from(self.start.into(), at.into())
+    }
+
+    /// The highest load expected in `[from, to]`.
+    pub fn max_between(&self, from: impl Into<Stamp>, to: impl Into<Stamp>) -> Option<f64> {
+        self.max_from(self.start.into(), from.into(), to.into())
+    }
+
+    /// [`Self::value_at`] with `start` already converted (once per tick, not per call).
+    pub(super) fn value_from(&self, start: Stamp, at: Stamp) -> Option<f64> {
+        self.index(start, at)
             .map(|i| self.values[i])
             .filter(|v| v.is_finite())
     }
 
-    /// The highest load expected in `[from, to]`.
-    pub fn max_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<f64> {
+    /// [`Self::max_between`] with `start` already converted.
+    pub(super) fn max_from(&self, start: Stamp, from: Stamp, to: Stamp) -> Option<f64> {
         // A forecast starts at the bin boundary after it was made: from then on it covers.
-        let first = self.index(from.max(self.start))?;
-        if to < self.start {
+        let first = self.index(start, from.max(start))?;
+        if to < start {
             return None;
         }
-        let last = self.index(to).unwrap_or(self.values.len() - 1);
+        let last = self.index(start, to).unwrap_or(self.values.len() - 1);
         self.values[first..=last.max(first)]
             .iter()
             .copied()

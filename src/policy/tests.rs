@@ -34,7 +34,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 /// A history that has seen the target before (so HPA's first-sight seed does not apply).
 fn seen() -> History {
     History {
-        first_seen: Some(t0() - Duration::hours(1)),
+        first_seen: Some((t0() - Duration::hours(1)).into()),
         ..History::default()
     }
 }
@@ -449,7 +449,7 @@ fn keda_activation_from_zero_and_cooldown_to_zero() {
     assert_eq!(d.desired, 0, "{}", d.reason);
     // Idle, but not yet for the 5 minute cooldown: hold 1.
     let mut h = seen();
-    h.last_active = Some(t0());
+    h.last_active = Some(t0().into());
     let d = decide(&t, &Observation::new(at(120), 1).with("backlog", 0.0), &h);
     assert_eq!(d.desired, 1, "{}", d.reason);
     // Idle for exactly 5 minutes: still 1 (KEDA: lastActiveTime + cooldownPeriod < now).
@@ -602,16 +602,25 @@ fn aws_step_scaling_documented_sequence() {
         (30.0, 13, 1, 10),
     ];
     for (value, current, which, want) in cases {
-        let (p, detail, _) = step(policies[which], "x", value, current, None, t0(), &h, true);
+        let (p, detail, _) = step(
+            policies[which],
+            "x",
+            value,
+            current,
+            None,
+            t0().into(),
+            &h,
+            true,
+        );
         assert_eq!(p, Some(want), "metric {value}: {detail}");
     }
     // The high alarm does not fire below its threshold, the low one not above.
     assert_eq!(
-        step(policies[0], "x", 49.9, 10, None, t0(), &h, true).0,
+        step(policies[0], "x", 49.9, 10, None, t0().into(), &h, true).0,
         None
     );
     assert_eq!(
-        step(policies[1], "x", 50.1, 10, None, t0(), &h, true).0,
+        step(policies[1], "x", 50.1, 10, None, t0().into(), &h, true).0,
         None
     );
 }
@@ -627,11 +636,20 @@ fn step_bounds_inclusive_lower_above_and_inclusive_upper_below() {
     };
     let h = History::default();
     // d = 10 belongs to [10, 20): +10% of 10 = 11.
-    assert_eq!(step(out, "x", 60.0, 10, None, t0(), &h, true).0, Some(11));
+    assert_eq!(
+        step(out, "x", 60.0, 10, None, t0().into(), &h, true).0,
+        Some(11)
+    );
     // d = -10 belongs to (-20, -10]: -10% of 10 = 9.
-    assert_eq!(step(inn, "x", 40.0, 10, None, t0(), &h, true).0, Some(9));
+    assert_eq!(
+        step(inn, "x", 40.0, 10, None, t0().into(), &h, true).0,
+        Some(9)
+    );
     // d = -20 belongs to (-inf, -20]: -30% of 10 = 7.
-    assert_eq!(step(inn, "x", 30.0, 10, None, t0(), &h, true).0, Some(7));
+    assert_eq!(
+        step(inn, "x", 30.0, 10, None, t0().into(), &h, true).0,
+        Some(7)
+    );
 }
 
 #[test]
@@ -665,7 +683,7 @@ fn percent_rounding_and_min_adjustment_magnitude() {
         (50, 4, None, 6),
         (-100, 7, None, 0),
     ] {
-        let (p, detail, _) = step(&mk(adj, mam), "x", 1.0, cur, None, t0(), &h, true);
+        let (p, detail, _) = step(&mk(adj, mam), "x", 1.0, cur, None, t0().into(), &h, true);
         assert_eq!(p, Some(want), "{adj}% of {cur} (mam {mam:?}): {detail}");
     }
 }
@@ -736,7 +754,7 @@ fn a_sale_window_raises_min_at_once_and_ends_on_time() {
     ));
     let bf: DateTime<Utc> = "2026-11-27T05:00:00Z".parse().unwrap();
     let mut h = seen();
-    h.first_seen = Some(bf - Duration::days(1));
+    h.first_seen = Some((bf - Duration::days(1)).into());
     // Just before: normal bounds.
     let d = decide(
         &t,
@@ -892,7 +910,7 @@ fn a_bad_forecast_stands_down_and_reactive_scaling_still_works() {
     // A day of checks where the forecast said 900 and 300 came: error 200%.
     for i in 0..20 {
         h.forecast_checks.push(ForecastCheck {
-            at: t0() - Duration::minutes(5 * (20 - i)),
+            at: (t0() - Duration::minutes(5 * (20 - i))).into(),
             forecast: 900.0,
             actual: 300.0,
         });
@@ -908,7 +926,7 @@ fn a_bad_forecast_stands_down_and_reactive_scaling_still_works() {
     assert!(d.update.forecast_check.is_some());
     let mut h2 = h.clone();
     h2.forecast_checks.push(ForecastCheck {
-        at: t0() - Duration::minutes(1),
+        at: (t0() - Duration::minutes(1)).into(),
         forecast: 1.0,
         actual: 1.0,
     });
@@ -991,9 +1009,9 @@ fn cooldowns_and_warmup_hold_the_right_direction() {
     let t = target(&base);
     let mut h = seen();
     // A scale-out from 5 to 10 at t0.
-    h.last_scale_out = Some(t0());
+    h.last_scale_out = Some(t0().into());
     h.scale_ups.push(ScaleEvent {
-        at: t0(),
+        at: t0().into(),
         change: 5,
     });
     // Within the 1m scale-out cooldown the metric (still 2x the target, it lags) counts
@@ -1016,13 +1034,13 @@ fn cooldowns_and_warmup_hold_the_right_direction() {
     assert_eq!(d.desired, 10);
     // Scale-in cooldown after a scale-in.
     let mut h = seen();
-    h.last_scale_in = Some(t0());
+    h.last_scale_in = Some(t0().into());
     let d = decide(&t, &Observation::new(at(119), 10).with("cpu", 7.0), &h);
     assert_eq!(d.desired, 10, "{}", d.reason);
     let d = decide(&t, &Observation::new(at(120), 10).with("cpu", 7.0), &h);
     assert_eq!(d.desired, 1, "{}", d.reason);
     // A scale-out after the scale-in ends the scale-in cooldown (AWS); only warm-up holds.
-    h.last_scale_out = Some(at(10));
+    h.last_scale_out = Some(at(10).into());
     let d = decide(&t, &Observation::new(at(60), 10).with("cpu", 7.0), &h);
     assert_eq!(d.desired, 1, "{}", d.reason);
 }
@@ -1035,7 +1053,7 @@ fn scale_to_zero_respects_the_scale_in_holds() {
             .to_string(),
     );
     let mut h = seen();
-    h.last_active = Some(t0());
+    h.last_active = Some(t0().into());
     let mut obs = Observation::new(at(400), 5).with("backlog", 0.0);
     obs.scale_in_blocked = Some("deployment in progress".into());
     let d = decide(&t, &obs, &h);
@@ -1257,8 +1275,8 @@ proptest! {
                     prop_assert!(d.desired >= cur, "scale-in on missing data or while disabled: {cur} -> {}: {}", d.desired, d.reason);
                 }
                 if d.desired != 0 {
-                    prop_assert!(d.desired <= scale_up_limit(now, cur, &h, &t.behavior.scale_up).max(lo), "up limit: {}", d.reason);
-                    prop_assert!(d.desired >= scale_down_limit(now, cur, &h, &t.behavior.scale_down).min(hi), "down limit: {}", d.reason);
+                    prop_assert!(d.desired <= scale_up_limit(now.into(), cur, &h, &t.behavior.scale_up).max(lo), "up limit: {}", d.reason);
+                    prop_assert!(d.desired >= scale_down_limit(now.into(), cur, &h, &t.behavior.scale_down).min(hi), "down limit: {}", d.reason);
                 }
                 if cur == 0 && !usable {
                     prop_assert_eq!(d.desired, lo, "missing data woke a target at zero: {}", d.reason);
