@@ -98,6 +98,7 @@ fn report(
             sample: Some(crate::policy::Sample::Value(cpu)),
             at: Some(now - Duration::seconds(90)),
             problem: None,
+            reused_read_at: None,
         }],
         lease_error: None,
         store_errors: vec![],
