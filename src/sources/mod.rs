@@ -1,6 +1,8 @@
 //! Metric sources: CloudWatch (batched `GetMetricData`, metric math) and SQS queue depth,
 //! behind one small trait. Each returns capstan's own [`Reading`]s, never SDK types; the
-//! parsing of every response is a small pure function with its own tests.
+//! parsing of every response is a small pure function with its own tests. [`cadence`]
+//! decides which metrics a tick reads at all (`poll_every`) and reuses the others' last
+//! reading.
 
 pub mod cadence;
 pub mod cloudwatch;
