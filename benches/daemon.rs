@@ -17,7 +17,8 @@
 //! Run: `cargo bench --bench daemon` (release profile). `TARGETS=n` changes the fleet size;
 //! `UNLIMITED=1` lifts the client-side rate limits (to see capstan's own share of the
 //! reaction time); `TICKS=n` the ticks of part 1; `STEPS=n` the load steps of part 2 (0
-//! skips it).
+//! skips it); `POLL_EVERY_RPS=1m` gives the web services' request metric that
+//! `poll_every` (the controller then reads it only when due: fewer metrics requested).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +45,11 @@ const GMD_PER_METRIC: f64 = 0.01 / 1000.0;
 const SQS_PER_REQUEST: f64 = 0.40 / 1_000_000.0;
 const TICKS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0 / 15.0;
 
-fn config_text(n: usize) -> String {
+/// `rps_poll_every`: a `poll_every` for the web services' request metric (`POLL_EVERY_RPS`).
+fn config_text(n: usize, rps_poll_every: Option<&str>) -> String {
+    let rps_cadence = rps_poll_every
+        .map(|d| format!("poll_every = \"{d}\"\n"))
+        .unwrap_or_default();
     let mut text = String::from("[global]\npoll_interval = \"15s\"\nhttp_listen = \"off\"\n");
     for i in 0..n {
         let cluster = format!("c{}", i % 20);
@@ -69,7 +74,7 @@ namespace = "Shop"
 metric_name = "Requests"
 dimensions = {{ Service = "web{i}" }}
 statistic = "Sum"
-[[target.policy]]
+{rps_cadence}[[target.policy]]
 type = "target_tracking"
 metric = "cpu"
 target_value = 60
@@ -362,7 +367,8 @@ fn main() {
         .build()
         .expect("runtime");
     let rss_start = status_kib("VmRSS");
-    let cfg = config::from_str("bench.toml", &config_text(n))
+    let rps_poll_every = std::env::var("POLL_EVERY_RPS").ok();
+    let cfg = config::from_str("bench.toml", &config_text(n, rps_poll_every.as_deref()))
         .unwrap_or_else(|d| panic!("bench config: {}", d[0]));
     let kinds = cfg.targets.iter().fold([0usize; 3], |mut k, t| {
         match (&t.resource, t.metrics.first().map(|m| &m.source)) {
@@ -373,11 +379,12 @@ fn main() {
         k
     });
     println!(
-        "daemon bench: {n} targets ({} ECS web services, {} ASGs, {} SQS workers), 20-80 ms per call, rate limits {}",
+        "daemon bench: {n} targets ({} ECS web services, {} ASGs, {} SQS workers), 20-80 ms per call, rate limits {}, request metric poll_every {}",
         kinds[0],
         kinds[1],
         kinds[2],
-        if unlimited { "lifted" } else { "on (defaults)" }
+        if unlimited { "lifted" } else { "on (defaults)" },
+        rps_poll_every.as_deref().unwrap_or("none (every tick)")
     );
 
     // Part 1: ticks back to back on a simulated 15 s clock.

@@ -50,6 +50,42 @@ fn a_directory_with_two_global_tables_is_refused() {
 }
 
 #[test]
+fn poll_every_is_checked_against_the_poll_interval_of_another_file() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    check_invalid(&base.join("pollevery"), &base.join("pollevery.expected"));
+}
+
+#[test]
+fn poll_every_sets_the_cadence_and_widens_the_default_staleness() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/pollevery/b-targets.toml"),
+    )
+    .unwrap();
+    // With the default poll interval (15s), 20s is valid.
+    let c = capstan::config::from_str("b.toml", &text).unwrap();
+    let m = |name: &str| c.targets[0].metric(name).unwrap().clone();
+    assert_eq!(m("orders").poll_every_secs, Some(20));
+    assert_eq!(m("cpu").poll_every_secs, None);
+    let stale = |name: &str| match m(name).source {
+        capstan::config::MetricSource::Cloudwatch {
+            stale_after_secs, ..
+        } => stale_after_secs,
+        _ => unreachable!(),
+    };
+    assert_eq!(stale("cpu"), 180, "3 periods");
+    assert_eq!(stale("orders"), 200, "3 periods plus poll_every");
+    // With a 30s poll interval in the same text, it is refused at its place.
+    let e = capstan::config::from_str(
+        "b.toml",
+        &format!("[global]\npoll_interval = \"30s\"\n{text}"),
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].line, e[0].column), (20, 14));
+    assert_eq!(e[0].key, "target[0].metric[1].poll_every");
+}
+
+#[test]
 fn every_error_names_file_line_and_column() {
     let out = capstan()
         .args(["validate", "tests/configs/invalid"])

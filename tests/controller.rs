@@ -481,3 +481,81 @@ async fn a_leader_whose_lease_is_about_to_expire_does_not_act() {
     );
     assert!(cloud.calls().sets.is_empty());
 }
+
+#[tokio::test]
+async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    cloud.set_metric("workers", "backlog", Some(10.0));
+    let mut config = cfg("");
+    config.targets[0].metrics[0].poll_every_secs = Some(60);
+    let mut c = Controller::new(
+        config,
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    let reads = || cloud.calls().read_requests;
+    // Tick 0 reads both metrics; ticks 1-3 only the queue (cpu reused).
+    let r = c.tick(t0()).await;
+    assert_eq!(reads(), 2);
+    assert_eq!(
+        r.readings
+            .iter()
+            .filter(|x| x.reused_read_at.is_some())
+            .count(),
+        0
+    );
+    // The load doubles between reads: not seen until cpu is read again.
+    cloud.set_metric("api", "cpu", Some(100.0));
+    for k in 1..4 {
+        let r = c.tick(t0() + Duration::seconds(15 * k)).await;
+        assert_eq!(reads(), 2 + k as u64, "tick {k}: the queue only");
+        let cpu = r.readings.iter().find(|x| x.metric == "cpu").unwrap();
+        assert_eq!(cpu.reused_read_at, Some(t0()));
+        assert_eq!(cpu.at, Some(t0()), "reused with its own timestamp");
+        let d = r.result("api").unwrap().decision.as_ref().unwrap();
+        assert_eq!(d.explanation.metrics[0].value, Some(50.0));
+        assert_eq!(d.explanation.metrics[0].read_secs_ago, Some(15 * k as u64));
+        assert_eq!(cloud.capacity("api"), 4);
+    }
+    // A minute after the first read cpu is read again and the step acted on.
+    let r = c.tick(t0() + Duration::seconds(60)).await;
+    assert_eq!(reads(), 2 + 3 + 2);
+    let d = r.result("api").unwrap().decision.as_ref().unwrap();
+    assert_eq!(d.explanation.metrics[0].read_secs_ago, None);
+    assert_eq!(cloud.capacity("api"), 8);
+    // The read of tick 8 fails: cpu is read again on every next tick (not a minute later),
+    // and is missing meanwhile, which never scales in.
+    cloud.set_metric("api", "cpu", Some(10.0));
+    cloud.fail("api", false, false, true);
+    for k in 5..8 {
+        // Ticks 5-7 reuse the read of tick 4.
+        let before = reads();
+        let r = c.tick(t0() + Duration::seconds(15 * k)).await;
+        assert_eq!(reads() - before, 1, "tick {k}: cpu reused");
+        let cpu = r.readings.iter().find(|x| x.metric == "cpu").unwrap();
+        assert_eq!(cpu.sample, Some(capstan::policy::Sample::Value(100.0)));
+    }
+    let held = cloud.capacity("api");
+    for k in 8..11 {
+        let before = reads();
+        let r = c.tick(t0() + Duration::seconds(15 * k)).await;
+        assert_eq!(
+            reads() - before,
+            2,
+            "tick {k}: cpu read, and again after a failure"
+        );
+        let cpu = r.readings.iter().find(|x| x.metric == "cpu").unwrap();
+        assert_eq!(cpu.sample, None);
+        assert_eq!(cpu.reused_read_at, None);
+    }
+    assert_eq!(
+        cloud.capacity("api"),
+        held,
+        "never scales in on missing data"
+    );
+}

@@ -287,3 +287,113 @@ async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
         })
     );
 }
+
+/// `poll_every = "1m"` on one metric, ticking every 15 s for two minutes through the
+/// recording proxy: the slow metric is in 2 `GetMetricData` requests, the other in all 8,
+/// and between its reads the slow metric's reading is reused with its own timestamp.
+#[tokio::test]
+async fn poll_every_requests_a_slow_metric_once_per_cadence_not_every_tick() {
+    use capstan::controller::lease::SoleLeader;
+    use capstan::controller::state::MemoryStore;
+    use capstan::controller::{Controller, Options};
+    use capstan::fake::FakeCloud;
+
+    let proxy = common::proxy::start_proxy(common::endpoint());
+    let sdk = capstan::aws::sdk_config(&capstan::aws::AwsSettings {
+        region: Some(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())),
+        endpoint_url: Some(proxy.url.clone()),
+        static_credentials: Some(("test".into(), "test".into())),
+        ..Default::default()
+    })
+    .await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let ns = common::unique("Capstan/Cadence");
+    let fast = common::unique("Fast");
+    let slow = common::unique("Slow");
+    // Ticks run on a clock 10 minutes back, so every period they read is published.
+    let start = floor_to(Utc::now(), 60) - Duration::minutes(10);
+    let minutes: Vec<chrono::DateTime<Utc>> =
+        (-5..=5).map(|m| start + Duration::minutes(m)).collect();
+    let value = |t: &chrono::DateTime<Utc>| ((*t - start).num_minutes() + 100) as f64;
+    let pts: Vec<(chrono::DateTime<Utc>, f64)> = minutes.iter().map(|t| (*t, value(t))).collect();
+    put(&cw, &ns, &fast, &[], &pts).await;
+    put(&cw, &ns, &slow, &[], &pts).await;
+    let text = format!(
+        r#"
+[[target]]
+name = "api"
+kind = "ecs_service"
+cluster = "shop"
+service = "api"
+min = 1
+max = 10
+[[target.metric]]
+name = "fast"
+source = "cloudwatch"
+namespace = "{ns}"
+metric_name = "{fast}"
+[[target.metric]]
+name = "slow"
+source = "cloudwatch"
+namespace = "{ns}"
+metric_name = "{slow}"
+poll_every = "1m"
+[[target.policy]]
+type = "target_tracking"
+metric = "fast"
+target_value = 1000
+"#
+    );
+    let cfg = config::from_str("test.toml", &text).unwrap_or_else(|d| panic!("{}", d[0]));
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 2);
+    let mut c = Controller::new(
+        cfg,
+        AwsSources::new(&sdk),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options {
+            dry_run: true,
+            ..Options::default()
+        },
+    );
+    let before = proxy.log().len();
+    for k in 0..8i64 {
+        let now = start + Duration::seconds(5 + 15 * k);
+        let r = c.tick(now).await;
+        let get = |n: &str| r.readings.iter().find(|x| x.metric == n).unwrap().clone();
+        // The newest complete period at `now`: the fast metric's, read this tick.
+        let newest = floor_to(now, 60) - Duration::minutes(1);
+        assert_eq!(
+            get("fast").sample,
+            Some(Sample::Value(value(&newest))),
+            "tick {k}"
+        );
+        assert_eq!(get("fast").reused_read_at, None);
+        // The slow one is read at ticks 0 and 4 and reused at the others, as read.
+        let read_tick = k - k % 4;
+        let read_at = start + Duration::seconds(5 + 15 * read_tick);
+        let read_period = floor_to(read_at, 60) - Duration::minutes(1);
+        let slow_reading = get("slow");
+        assert_eq!(
+            slow_reading.sample,
+            Some(Sample::Value(value(&read_period))),
+            "tick {k}"
+        );
+        assert_eq!(slow_reading.at, Some(read_period), "tick {k}");
+        assert_eq!(
+            slow_reading.reused_read_at,
+            (k % 4 != 0).then_some(read_at),
+            "tick {k}"
+        );
+    }
+    let calls: Vec<common::proxy::Entry> = proxy.log()[before..]
+        .iter()
+        .filter(|e| e.operation == "GetMetricData")
+        .cloned()
+        .collect();
+    let with = |name: &str| calls.iter().filter(|e| e.body.contains(name)).count();
+    assert_eq!(with(&fast), 8, "the fast metric every tick");
+    assert_eq!(with(&slow), 2, "the slow metric once a minute");
+}

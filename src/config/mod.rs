@@ -21,8 +21,13 @@ pub const EMBEDDED_EXAMPLE: &str = include_str!("../../config/example.toml");
 /// Parses one config text into a whole config (a `[global]` table is optional).
 pub fn from_str(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
     let part = validate::parse_file(file, text)?;
+    let global = part.global.unwrap_or_default();
+    let diags = validate::check_poll_every(&part.poll_every, global.poll_interval_secs);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
     Ok(Config {
-        global: part.global.unwrap_or_default(),
+        global,
         targets: part.targets,
     }
     .own_shard())
@@ -79,6 +84,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
     let mut global: Option<(Global, String)> = None;
     let mut targets: Vec<Target> = Vec::new();
     let mut places: Vec<String> = Vec::new();
+    let mut poll_every = Vec::new();
     for f in &files {
         let name = f.display().to_string();
         let text = match std::fs::read_to_string(f) {
@@ -90,6 +96,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
         };
         match validate::parse_file(&name, &text) {
             Ok(part) => {
+                poll_every.extend(part.poll_every);
                 if let Some(g) = part.global {
                     if let Some((_, first)) = &global {
                         diags.push(file_diag(
@@ -123,6 +130,12 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
             Err(mut d) => diags.append(&mut d),
         }
     }
+    let poll_interval = global
+        .as_ref()
+        .map_or(Global::default().poll_interval_secs, |g| {
+            g.0.poll_interval_secs
+        });
+    diags.extend(validate::check_poll_every(&poll_every, poll_interval));
     if diags.is_empty() && targets.is_empty() {
         let f = files
             .first()

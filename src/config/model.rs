@@ -188,6 +188,9 @@ pub struct Metric {
     pub source: MetricSource,
     /// Above this value the target counts as active (KEDA activation).
     pub activation: f64,
+    /// Read at most this often (`poll_every`); `None`: every tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_every_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

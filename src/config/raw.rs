@@ -145,12 +145,19 @@ pub struct RawMetric {
     /// Period of the CloudWatch datapoints: "10s" (high resolution), "30s" or a multiple of
     /// "60s". Default 60s.
     pub period: Option<String>,
-    /// A datapoint older than this counts as missing. Default 3 periods.
+    /// A datapoint older than this counts as missing. Default 3 periods (plus `poll_every`
+    /// when that is set).
     pub stale_after: Option<String>,
     /// Use only datapoints that ended at least this long ago, for metrics that arrive late
     /// (a Sum whose newest period is still filling would look like falling load), e.g.
     /// "1m". Default 0s.
     pub end_offset: Option<String>,
+    /// Read this metric at most this often, e.g. "1m", instead of every poll interval;
+    /// between reads the last reading is reused as is (with its own timestamp, so
+    /// `stale_after` still applies). For slow-moving metrics: `GetMetricData` is charged per
+    /// metric requested. At least the global `poll_interval` (rounded up to a whole number
+    /// of poll intervals), at most 1h; not for source = "sqs". Default: every poll interval.
+    pub poll_every: Option<String>,
     /// SQS queue name or URL (source = "sqs").
     pub queue: Option<String>,
     /// Count in-flight (not visible) messages in the backlog. Default true (KEDA).

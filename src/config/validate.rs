@@ -29,6 +29,43 @@ pub struct FilePart {
     pub targets: Vec<Target>,
     /// Where each target's name is, for cross-file duplicate checks: (index, line, column).
     pub target_places: Vec<(usize, usize, usize)>,
+    /// Every `poll_every` set, with its place, when the file has no `[global]` table: to
+    /// check against the poll interval once the files are merged ([`check_poll_every`]; a
+    /// file with `[global]` is checked against its own poll interval).
+    pub poll_every: Vec<PollEveryPlace>,
+}
+
+/// A metric's `poll_every` and where it is written.
+#[derive(Debug, Clone)]
+pub struct PollEveryPlace {
+    pub secs: u64,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+}
+
+/// `poll_every` shorter than the poll interval would promise reads capstan never makes:
+/// an error at the place of each (the interval is `[global] poll_interval`, whichever file
+/// holds it). Longer values that are not a multiple are rounded up at run time.
+pub fn check_poll_every(places: &[PollEveryPlace], poll_interval_secs: u64) -> Vec<Diagnostic> {
+    places
+        .iter()
+        .filter(|p| p.secs < poll_interval_secs)
+        .map(|p| Diagnostic {
+            file: p.file.clone(),
+            line: p.line,
+            column: p.column,
+            key: p.key.clone(),
+            message: format!(
+                "poll_every {}s is shorter than the poll interval {poll_interval_secs}s",
+                p.secs
+            ),
+            hint: Some(format!(
+                "capstan reads metrics once per poll interval at most; use {poll_interval_secs}s or more, or remove poll_every to read it every tick"
+            )),
+        })
+        .collect()
 }
 
 struct Ctx<'a> {
@@ -38,6 +75,7 @@ struct Ctx<'a> {
     /// Keys already reported by serde and removed to read the rest of their table: rules
     /// about them (such as "missing key") would only repeat the report.
     removed: Vec<String>,
+    poll_every: Vec<PollEveryPlace>,
 }
 
 impl<'a> Ctx<'a> {
@@ -189,6 +227,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
         root: &root,
         diags: Vec::new(),
         removed: Vec::new(),
+        poll_every: Vec::new(),
     };
 
     for (k, _) in root.get_ref().iter() {
@@ -256,11 +295,18 @@ pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
         ),
     }
 
+    let mut poll_every = std::mem::take(&mut ctx.poll_every);
+    if let Some(g) = &global {
+        ctx.diags
+            .extend(check_poll_every(&poll_every, g.poll_interval_secs));
+        poll_every.clear();
+    }
     if ctx.diags.is_empty() {
         Ok(FilePart {
             global,
             targets,
             target_places,
+            poll_every,
         })
     } else {
         ctx.diags.sort_by_key(|d| (d.line, d.column));
@@ -735,6 +781,44 @@ pub fn expression_inputs(expr: &str) -> Vec<String> {
     out
 }
 
+/// A metric's `poll_every`, checked: a duration from 5s to 1h. Its place is kept for the
+/// check against the poll interval ([`check_poll_every`]).
+fn poll_every(ctx: &mut Ctx<'_>, m: &RawMetric, mp: &Path, sqs: bool) -> Option<u64> {
+    if sqs || m.poll_every.is_none() {
+        return None;
+    }
+    let path = mp.at("poll_every");
+    let secs = ctx.duration(&m.poll_every, &path, 0);
+    if secs == 0 {
+        // Unparsable (already reported) or zero.
+        if m.poll_every.as_deref().and_then(|s| parse_duration(s).ok()) == Some(0) {
+            ctx.err(
+                &path,
+                "poll_every 0s is not a cadence",
+                Some("use e.g. \"1m\", or remove poll_every to read the metric every tick".into()),
+            );
+        }
+        return None;
+    }
+    if secs > 3600 {
+        ctx.err(
+            &path,
+            format!("poll_every {secs}s is more than an hour"),
+            Some("use 5s to 1h; a metric read less often than hourly cannot drive scaling".into()),
+        );
+        return None;
+    }
+    let (line, column) = ctx.map.line_col(span_of(ctx.root, &path).start);
+    ctx.poll_every.push(PollEveryPlace {
+        secs,
+        file: ctx.map.file.to_string(),
+        line,
+        column,
+        key: path.dotted(),
+    });
+    Some(secs)
+}
+
 fn metrics(
     ctx: &mut Ctx<'_>,
     raw: &RawTarget,
@@ -796,10 +880,23 @@ fn metrics(
                 "period",
                 "stale_after",
                 "end_offset",
+                "poll_every",
             ],
-            "expression" => &["expression", "period", "stale_after", "end_offset"],
+            "expression" => &[
+                "expression",
+                "period",
+                "stale_after",
+                "end_offset",
+                "poll_every",
+            ],
             "sqs" => &["queue", "include_in_flight", "include_delayed"],
-            _ => &["statistic", "period", "stale_after", "end_offset"],
+            _ => &[
+                "statistic",
+                "period",
+                "stale_after",
+                "end_offset",
+                "poll_every",
+            ],
         };
         let present = [
             ("namespace", m.namespace.is_some()),
@@ -810,16 +907,22 @@ fn metrics(
             ("period", m.period.is_some()),
             ("stale_after", m.stale_after.is_some()),
             ("end_offset", m.end_offset.is_some()),
+            ("poll_every", m.poll_every.is_some()),
             ("queue", m.queue.is_some()),
             ("include_in_flight", m.include_in_flight.is_some()),
             ("include_delayed", m.include_delayed.is_some()),
         ];
         for (key, set) in present {
             if set && !allowed.contains(&key) {
+                let hint = if key == "poll_every" {
+                    "a queue's depth is read every tick (GetQueueAttributes costs $0.40 per million requests, not per metric); poll_every is for CloudWatch metrics".to_string()
+                } else {
+                    format!("keys for this source: {}", allowed.join(", "))
+                };
                 ctx.err(
                     &mp.at(key),
                     format!("`{key}` does not apply to source = \"{src}\""),
-                    Some(format!("keys for this source: {}", allowed.join(", "))),
+                    Some(hint),
                 );
             }
         }
@@ -834,7 +937,27 @@ fn metrics(
                 Some("use 10s or 30s (high resolution) or a multiple of 60s".into()),
             );
         }
-        let stale = ctx.duration(&m.stale_after, &mp.at("stale_after"), 3 * period);
+        let poll_every = poll_every(ctx, m, &mp, src == "sqs");
+        let stale = ctx.duration(
+            &m.stale_after,
+            &mp.at("stale_after"),
+            3 * period + poll_every.unwrap_or(0),
+        );
+        if let (Some(every), Some(_)) = (poll_every, &m.stale_after) {
+            if stale < every + period {
+                ctx.err(
+                    &mp.at("stale_after"),
+                    format!(
+                        "stale_after {stale}s is shorter than poll_every {every}s plus the period {period}s"
+                    ),
+                    Some(format!(
+                        "a reading reused until the next read would count as missing before it; use at least {}s, or leave stale_after out (3 periods plus poll_every: {}s)",
+                        every + period,
+                        3 * period + every
+                    )),
+                );
+            }
+        }
         let offset = ctx.duration(&m.end_offset, &mp.at("end_offset"), 0);
         if offset > 3600 {
             ctx.err(
@@ -1015,6 +1138,7 @@ fn metrics(
             name,
             source,
             activation,
+            poll_every_secs: poll_every,
         });
     }
     // Expression references must resolve to CloudWatch metrics or expressions of this

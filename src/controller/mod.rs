@@ -23,6 +23,7 @@ use crate::config::PolicyKind;
 use crate::config::{Config, Target};
 use crate::forecast;
 use crate::policy::{self, Decision, ForecastSeries, History, Observation};
+use crate::sources::cadence::Cadence;
 use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
 use crate::util::join_all;
 use lease::{Lease, LeaseState};
@@ -126,6 +127,8 @@ pub struct Controller<S, A, St, L> {
     conflicts_pending: bool,
     /// Targets whose AWS-side scaling could not be checked: decided, never acted on.
     unverified: HashMap<String, String>,
+    /// The last good reading of each metric with a `poll_every`, reused between its reads.
+    cadence: Cadence,
 }
 
 impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
@@ -155,6 +158,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             cli_dry_run: options.dry_run,
             conflicts_pending: true,
             unverified: HashMap::new(),
+            cadence: Cadence::default(),
         }
     }
 
@@ -385,11 +389,19 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         }
 
         let targets: Vec<&Target> = self.config.targets.iter().collect();
-        let requests = MetricRequest::all(&targets);
-        let (states, readings) = tokio::join!(
+        // Metrics whose poll_every has not elapsed are not read: their last reading is
+        // reused (while fresh).
+        let (requests, reused) = self.cadence.split(
+            MetricRequest::all(&targets),
+            now,
+            self.config.global.poll_interval_secs,
+        );
+        let (states, mut readings) = tokio::join!(
             self.actuator.observe(&targets, now),
             self.source.read(&requests, now)
         );
+        self.cadence.record(&requests, &readings, now);
+        readings.extend(reused);
         let mut by_metric: HashMap<(&str, &str), &Reading> = HashMap::new();
         for r in &readings {
             by_metric.insert((r.target.as_str(), r.metric.as_str()), r);
@@ -422,7 +434,16 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 obs.metrics.insert(m.name.clone(), sample);
             }
             obs.forecast = self.forecasts.get(&t.name).cloned();
-            let d = policy::decide(t, &obs, self.histories.get(&t.name).unwrap_or(&no_history));
+            let mut d = policy::decide(t, &obs, self.histories.get(&t.name).unwrap_or(&no_history));
+            // The explanation says which values were reused, and when they were read.
+            for (m, line) in t.metrics.iter().zip(d.explanation.metrics.iter_mut()) {
+                if let Some(read_at) = by_metric
+                    .get(&(t.name.as_str(), m.name.as_str()))
+                    .and_then(|r| r.reused_read_at)
+                {
+                    line.read_secs_ago = Some((now - read_at).num_seconds().max(0) as u64);
+                }
+            }
             let outcome = if d.desired == d.current {
                 None
             } else if !leader {

@@ -237,6 +237,8 @@ pub fn targets_json(s: &status::State, now: chrono::DateTime<Utc>) -> serde_json
                     "age_secs": m.at.map(|at| (now - at).num_seconds().max(0)),
                     "missing": m.missing,
                     "problem": m.problem,
+                    // Set when the value was reused from an earlier read (poll_every).
+                    "read_secs_ago": m.read_at.map(|at| (now - at).num_seconds().max(0)),
                 })).collect::<Vec<_>>(),
                 // Where a value changed (each holds until the next), first and last included.
                 "capacity_last_hour": status::capacity_changes(&t.capacity),

@@ -170,19 +170,29 @@ fn target(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
             );
         }
     }
-    load(h, t);
+    load(h, t, now);
     chart(h, &t.capacity, now);
     decisions(h, t.decisions.iter().rev().take(PAGE_DECISIONS));
     h.push_str("</section>");
 }
 
-fn load(h: &mut String, t: &TargetStatus) {
+/// " (read 45 s ago)" for a metric whose value the last tick reused (poll_every).
+fn reused(t: &TargetStatus, metric: &str, now: DateTime<Utc>) -> String {
+    t.metrics
+        .iter()
+        .find(|m| m.name == metric)
+        .and_then(|m| m.read_at.filter(|_| m.value.is_some()))
+        .map(|at| format!(" (read {} s ago)", (now - at).num_seconds().max(0)))
+        .unwrap_or_default()
+}
+
+fn load(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
     let Some(l) = &t.load else {
         let metrics: Vec<String> = t
             .metrics
             .iter()
             .map(|m| match m.value {
-                Some(v) => format!("{} {}", esc(&m.name), num(v)),
+                Some(v) => format!("{} {}{}", esc(&m.name), num(v), reused(t, &m.name, now)),
                 None => format!("{} missing", esc(&m.name)),
             })
             .collect();
@@ -209,10 +219,11 @@ fn load(h: &mut String, t: &TargetStatus) {
             };
             let _ = write!(
                 h,
-                "<div class=\"load\">load <b>{}</b> {} vs target {}{basis}: <b>{:.0}%</b> of target\
+                "<div class=\"load\">load <b>{}</b> {}{} vs target {}{basis}: <b>{:.0}%</b> of target\
 <div class=\"bar\"><i style=\"width:{width:.1}%;background:{color}\"></i><b style=\"left:50%\"></b></div></div>",
                 esc(&l.metric),
                 num(v),
+                reused(t, &l.metric, now),
                 num(l.target),
                 ratio * 100.0
             );

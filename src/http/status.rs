@@ -159,6 +159,8 @@ pub struct MetricStatus {
     pub at: Option<DateTime<Utc>>,
     pub missing: bool,
     pub problem: Option<String>,
+    /// When the value was read, if the last tick reused it (the metric's `poll_every`).
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -288,6 +290,7 @@ impl TargetStatus {
                     at: None,
                     missing: true,
                     problem: Some("not read yet".into()),
+                    read_at: None,
                 })
                 .collect(),
             capacity: VecDeque::new(),
@@ -364,6 +367,7 @@ impl TargetStatus {
             };
             m.missing = reading.sample.is_none();
             m.problem = reading.problem.clone();
+            m.read_at = reading.reused_read_at;
             if reading.at.is_some() {
                 m.at = reading.at;
             }

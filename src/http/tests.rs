@@ -98,6 +98,7 @@ fn report(
             sample: Some(crate::policy::Sample::Value(cpu)),
             at: Some(now - Duration::seconds(90)),
             problem: None,
+            reused_read_at: None,
         }],
         lease_error: None,
         store_errors: vec![],
@@ -635,4 +636,26 @@ fn http_listen_off_disables_the_endpoints() {
     let errs =
         config::from_str("t.toml", "[global]\nhttp_listen = \"localhost:80\"\n").unwrap_err();
     assert!(errs[0].to_string().contains("http_listen"), "{}", errs[0]);
+}
+
+#[test]
+fn a_reused_reading_is_shown_with_how_long_ago_it_was_read() {
+    let cfg = cfg();
+    let status = Status::new(&cfg, false, at(0));
+    let now = at(1);
+    let mut r = report(&cfg, now, 2, 50.0, None);
+    r.readings[0].reused_read_at = Some(now - Duration::seconds(45));
+    status.record(&r);
+    let v = targets_json(&status.read(), now);
+    let cpu = &v["targets"][0]["metrics"][0];
+    assert_eq!(cpu["name"], "cpu");
+    assert_eq!(cpu["read_secs_ago"], 45);
+    assert_eq!(cpu["age_secs"], 90, "the datapoint's own age");
+    assert!(page::render(&status.read(), now).contains("(read 45 s ago)"));
+    // Read in the next tick: no longer marked.
+    let r = report(&cfg, at(2), 2, 50.0, None);
+    status.record(&r);
+    let v = targets_json(&status.read(), at(2));
+    assert!(v["targets"][0]["metrics"][0]["read_secs_ago"].is_null());
+    assert!(!page::render(&status.read(), at(2)).contains("s ago)"));
 }

@@ -57,6 +57,10 @@ pub struct MetricLine {
     /// Why the value is not usable (missing, NaN, negative...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// Set when the value was not read this tick but reused (the metric's `poll_every`):
+    /// how long ago it was read. The core leaves it empty; the controller fills it in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_secs_ago: Option<u64>,
 }
 
 /// Why a metric has no usable value this tick. Serializes as its text.

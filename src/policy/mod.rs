@@ -105,6 +105,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
             name: name(&m.name),
             value: v.ok(),
             problem: v.err(),
+            read_secs_ago: None,
         });
     }
     let lines = &ex.metrics;

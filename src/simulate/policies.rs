@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::DateTime;
 
 use crate::config::{PolicyKind, Target};
-use crate::policy::{self, ForecastSeries, History, Observation};
+use crate::policy::{self, ForecastSeries, History, Observation, Sample};
+use crate::sources::cadence;
 
 use super::engine::{Controller, View};
 use super::forecast::Forecaster;
@@ -25,7 +26,13 @@ pub struct PolicyController {
     next_refresh: i64,
     forecast: Option<Arc<ForecastSeries>>,
     reason: String,
+    /// Per plan: the `poll_every` of its metric and the last sample read (when, what), as
+    /// the daemon reuses it between reads.
+    cadence: Vec<(Option<u64>, Option<Kept>)>,
 }
+
+/// A sample read at a tick (Unix seconds), reused until its metric's `poll_every` is due.
+type Kept = (i64, Sample);
 
 impl PolicyController {
     /// `forecaster` serves the target's predictive policy, if it has one (asked every
@@ -48,9 +55,14 @@ impl PolicyController {
             .policies
             .iter()
             .any(|p| matches!(p.kind, PolicyKind::Predictive(_)));
+        let cadence = plans
+            .iter()
+            .map(|p| (target.metric(&p.name).and_then(|m| m.poll_every_secs), None))
+            .collect();
         PolicyController {
             target,
             plans,
+            cadence,
             interval_secs,
             history: History::default(),
             forecaster: forecaster.filter(|_| has_predictive),
@@ -89,12 +101,21 @@ impl Controller for PolicyController {
     fn tick(&mut self, view: &View<'_>) -> u32 {
         let latest = view.datapoints.last().and_then(|d| d.values);
         let mut metrics = BTreeMap::new();
-        for p in &self.plans {
-            if let Some(sample) = latest.as_ref().and_then(|v| p.sample(v)) {
-                metrics.insert(p.name.clone(), Some(sample));
-            } else {
-                metrics.insert(p.name.clone(), None);
+        let mut reused = Vec::new();
+        let time = |s: i64| DateTime::from_timestamp(s, 0).expect("trace times are in range");
+        for (p, (every, kept)) in self.plans.iter().zip(self.cadence.iter_mut()) {
+            // A metric with poll_every is read only when due, as the daemon does; a missing
+            // read is read again next tick.
+            if let (Some(every), Some((read_at, sample))) = (*every, kept.as_ref()) {
+                if !cadence::due(time(*read_at), time(view.now), every, self.interval_secs) {
+                    metrics.insert(p.name.clone(), Some(*sample));
+                    reused.push(format!("{} read {} s ago", p.name, view.now - read_at));
+                    continue;
+                }
             }
+            let sample = latest.as_ref().and_then(|v| p.sample(v));
+            *kept = sample.filter(|_| every.is_some()).map(|s| (view.now, s));
+            metrics.insert(p.name.clone(), sample);
         }
         if let Some(f) = self.forecaster.as_mut() {
             if view.now >= self.next_refresh {
@@ -119,7 +140,11 @@ impl Controller for PolicyController {
         }
         self.history.record(&self.target, &d, true);
         self.forecast = obs.forecast;
-        self.reason = d.reason;
+        self.reason = if reused.is_empty() {
+            d.reason
+        } else {
+            format!("{} ({})", d.reason, reused.join(", "))
+        };
         d.desired
     }
 

@@ -576,3 +576,46 @@ fn trace_parsing() {
         assert!(Trace::parse("t.csv", bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn poll_every_delays_what_the_policies_see_as_in_the_daemon() {
+    // The load triples at minute 31. Read every tick, the first datapoint of the step
+    // (published at up+120) is acted on at once. Read every 5 minutes, the metric is read
+    // first when a datapoint is published (T0+120, the end of the first period plus the
+    // delay), then at T0+120+300k: up+60 does not see the step yet, up+360 does.
+    let tr = steps(&[(31, 5.0), (30, 15.0)]);
+    let up = 31 * 60;
+    let first_action = |toml: &str| {
+        let out = run(&target(toml), &tr, &options(service(10.0, 60), None));
+        let a = out.replay.actions.first().expect("scales out").clone();
+        (a.at - T0, a.from, a.to)
+    };
+    assert_eq!(first_action(CPU).0, up + 120);
+    let slow = CPU.replace(
+        "source = \"ecs_cpu\"",
+        "source = \"ecs_cpu\"\npoll_every = \"5m\"",
+    );
+    assert_eq!(first_action(&slow).0, up + 360);
+    // Between reads the value is reused, and the reason of an action says so.
+    let out = run(&target(&slow), &tr, &options(service(10.0, 60), None));
+    assert!(
+        out.replay
+            .actions
+            .iter()
+            .any(|a| (a.at - T0 - 120) % 300 != 0),
+        "an action between reads: {:?}",
+        out.replay.actions
+    );
+    for a in &out.replay.actions {
+        let since_read = (a.at - T0 - 120) % 300;
+        let reason = a.reason.clone().unwrap_or_default();
+        if since_read == 0 {
+            assert!(!reason.contains("s ago"), "{a:?}");
+        } else {
+            assert!(
+                reason.contains(&format!("(cpu read {since_read} s ago)")),
+                "{a:?}"
+            );
+        }
+    }
+}

@@ -333,6 +333,15 @@ pub fn newest_fresh(
     Ok((*t, *v))
 }
 
+/// Whether a datapoint of period start `at` is still fresh at `now` for this metric, by the
+/// rule [`newest_fresh`] applies when it is read: it ended at most `stale_after` before
+/// `now` less the end offset. `None` for a source without staleness (SQS).
+pub fn still_fresh(src: &MetricSource, at: DateTime<Utc>, now: DateTime<Utc>) -> Option<bool> {
+    let (period, stale, offset) = timing(src)?;
+    let end = at + chrono::Duration::seconds(period as i64);
+    Some((read_time(now, offset) - end).num_seconds() <= stale as i64)
+}
+
 /// Reads CloudWatch metrics for capstan.
 #[derive(Clone, Debug)]
 pub struct CloudWatchSource {

@@ -1,7 +1,10 @@
 //! Metric sources: CloudWatch (batched `GetMetricData`, metric math) and SQS queue depth,
 //! behind one small trait. Each returns capstan's own [`Reading`]s, never SDK types; the
-//! parsing of every response is a small pure function with its own tests.
+//! parsing of every response is a small pure function with its own tests. [`cadence`]
+//! decides which metrics a tick reads at all (`poll_every`) and reuses the others' last
+//! reading.
 
+pub mod cadence;
 pub mod cloudwatch;
 pub mod sqs;
 
@@ -45,6 +48,10 @@ pub struct Reading {
     /// Start of the datapoint's period (CloudWatch) or the read time (SQS).
     pub at: Option<DateTime<Utc>>,
     pub problem: Option<String>,
+    /// Set when this reading was not read this tick but reused (the metric's `poll_every`
+    /// has not elapsed): when it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_read_at: Option<DateTime<Utc>>,
 }
 
 impl Reading {
@@ -55,6 +62,7 @@ impl Reading {
             sample: Some(sample),
             at: Some(at),
             problem: None,
+            reused_read_at: None,
         }
     }
     pub fn missing(req: &MetricRequest<'_>, problem: impl Into<String>) -> Self {
@@ -64,6 +72,7 @@ impl Reading {
             sample: None,
             at: None,
             problem: Some(problem.into()),
+            reused_read_at: None,
         }
     }
 }
