@@ -27,6 +27,11 @@
 //! for none), `POLL` the poll interval in seconds (default 15, at least 5), `SEED`.
 //! Starts moto like the tests do (installing it with `localstack/moto.sh install` if
 //! needed), or uses `AWS_ENDPOINT_URL` when set.
+//!
+//! Under `cargo test` (no `--bench` argument) it is a smoke run, part of the test suite:
+//! 20 targets, a 5 s interval, 1 tick, 2 load steps, and it fails when a check fails
+//! (a clean exit on SIGTERM, every step acted on, no change on the steady fleet, no
+//! capacity outside the bounds, no failed AWS request). Time targets are only reported.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -586,10 +591,13 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let n: usize = env_num("TARGETS", 500);
-    let ticks: u64 = env_num("TICKS", 20);
-    let steps: usize = env_num("STEPS", 20);
-    let poll: u64 = env_num("POLL", 15);
+    // `cargo bench` passes `--bench`; without it (`cargo test`) this is a smoke run: a
+    // small fleet, and a failed check fails the run.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let n: usize = env_num("TARGETS", if smoke { 20 } else { 500 });
+    let ticks: u64 = env_num("TICKS", if smoke { 1 } else { 20 });
+    let steps: usize = env_num("STEPS", if smoke { 2 } else { 20 });
+    let poll: u64 = env_num("POLL", if smoke { 5 } else { 15 });
     let seed: u64 = env_num("SEED", 8);
     if n == 0 || ticks == 0 || poll < 5 {
         eprintln!("error: TARGETS and TICKS must be at least 1 and POLL at least 5 (seconds)");
@@ -734,7 +742,10 @@ fn main() {
                 first_tick = Some(s.get("capstan_tick_duration_seconds_sum"));
             }
         }
-        // Start the window just after a tick.
+        // The window starts half an interval after a tick ends, so that each scrape one
+        // interval apart sees one tick end in between.
+        tokio::time::sleep(Duration::from_millis(poll * 500)).await;
+        let s = scrape(addr, pid, moto, &proxy).await;
         let window = Duration::from_secs(poll * ticks);
         let mut samples = vec![s];
         // The load steps at random moments, spread over the window but leaving three
@@ -796,6 +807,21 @@ fn main() {
                 Ok(Err(e)) => eprintln!("warning: a load step failed: {e}"),
                 Err(e) => eprintln!("warning: a load step task failed: {e}"),
             }
+        }
+        // Steps not acted on yet get up to three more intervals (the ticks after the
+        // window are not counted in its figures).
+        let grace = Instant::now() + Duration::from_secs(3 * poll);
+        while Instant::now() < grace && daemon.alive() {
+            let changes = capacity_calls(&proxy.log());
+            let pending = stepped.iter().any(|s: &Step| {
+                !changes
+                    .iter()
+                    .any(|c| c.1 == targets[s.target].name && c.0 >= s.started_ms)
+            });
+            if !pending {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         (samples, stepped, first_tick)
     });
@@ -976,4 +1002,50 @@ fn main() {
         }
     );
     println!("capacity calls for targets without a step during the window: {others} (a steady fleet: expected 0)");
+
+    // Checks that hold on any machine (the time targets above do not).
+    let out_of_bounds: Vec<_> = changes
+        .iter()
+        .filter(|c| {
+            targets
+                .iter()
+                .find(|t| t.name == c.1)
+                .is_none_or(|t| c.2 < i64::from(t.min) || c.2 > i64::from(t.max))
+        })
+        .collect();
+    let errors: usize = per_api.values().map(|x| x.2).sum();
+    let mut failed = Vec::new();
+    if !clean_exit {
+        failed.push("capstan did not exit 0 on SIGTERM".to_string());
+    }
+    if done < ticks as f64 {
+        failed.push(format!("{done} of {ticks} ticks completed"));
+    }
+    if !missed.is_empty() || stepped.len() < steps {
+        failed.push(format!(
+            "{} of {steps} load steps applied and acted on",
+            stepped.len() - missed.len()
+        ));
+    }
+    if others > 0 {
+        failed.push(format!("{others} capacity calls on a steady fleet"));
+    }
+    if !out_of_bounds.is_empty() {
+        failed.push(format!("capacity outside the bounds: {out_of_bounds:?}"));
+    }
+    if errors > 0 || problems("metric not read") + problems("cannot observe target") > 0 {
+        failed.push(format!(
+            "{errors} failed AWS requests, {} warnings",
+            problems("metric not read") + problems("cannot observe target")
+        ));
+    }
+    if failed.is_empty() {
+        println!("checks: all passed");
+    } else {
+        println!("checks FAILED: {}", failed.join("; "));
+        if smoke {
+            eprintln!("daemon output:\n{}", daemon.text());
+            std::process::exit(1);
+        }
+    }
 }
