@@ -904,6 +904,32 @@ fn main() {
         problems("metric not read"),
         problems("cannot observe target")
     );
+    // What they say, most frequent first (digits and names blurred to group them).
+    let mut why: BTreeMap<String, usize> = BTreeMap::new();
+    for l in daemon.lines.lock().unwrap().iter() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        let Some(text) = v["problem"].as_str().or(v["error"].as_str()) else {
+            continue;
+        };
+        let blurred: String = text
+            .replace(&prefix, "")
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .take(140)
+            .collect();
+        *why.entry(format!(
+            "{}: {blurred}",
+            v["message"].as_str().unwrap_or("?")
+        ))
+        .or_default() += 1;
+    }
+    let mut why: Vec<_> = why.into_iter().collect();
+    why.sort_by_key(|w| std::cmp::Reverse(w.1));
+    for (text, count) in why.iter().take(5) {
+        println!("  {count} x {text}");
+    }
 
     // Calls per tick, seen by the proxy in the window.
     let in_window: Vec<&Entry> = log
