@@ -40,6 +40,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -605,6 +606,13 @@ fn main() {
         eprintln!("error: TARGETS and TICKS must be at least 1 and POLL at least 5 (seconds)");
         std::process::exit(2);
     }
+    // A private copy of the capstan binary built with this bench: a build of another
+    // checkout sharing the target directory may replace the original while this runs.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("emulator-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let capstan_bin = dir.join("capstan");
+    std::fs::copy(env!("CARGO_BIN_EXE_capstan"), &capstan_bin).expect("copy the capstan binary");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -689,14 +697,24 @@ fn main() {
     );
     let feeder_task = rt.spawn(feeder(sdk.clone(), feed.clone()));
 
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("emulator-bench-{prefix}"));
-    std::fs::create_dir_all(&dir).expect("config dir");
     let cfg = dir.join("capstan.toml");
     std::fs::write(&cfg, config_text(&targets, &shop_ns, poll)).expect("write config");
 
     // The daemon, through the recording proxy.
     let proxy = common::proxy::start_proxy(&endpoint);
-    let mut daemon = Daemon::spawn(common::daemon::capstan(&proxy.url, &cfg, &[]));
+    let mut cmd = Command::new(&capstan_bin);
+    cmd.args(["run", "--config", &cfg.display().to_string()])
+        .args(["--log-format", "json"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("CAPSTAN_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut daemon = Daemon::spawn(cmd);
     let pid = daemon.child.id();
     let addr: SocketAddr = {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -830,6 +848,7 @@ fn main() {
     let hwm = status_kib(pid, "VmHWM").unwrap_or(0);
     let rss = status_kib(pid, "VmRSS").unwrap_or(0);
     let clean_exit = daemon.stop();
+    let _ = std::fs::remove_dir_all(&dir);
     feeder_task.abort();
     let log = proxy.log();
     let (a, b) = (samples.first().unwrap(), samples.last().unwrap());
