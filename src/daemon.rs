@@ -237,7 +237,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         return 0;
     }
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let (reports_tx, mut reports_rx) = watch::channel(None);
+    let (reports_tx, mut reports_rx) = watch::channel::<Option<Arc<TickReport>>>(None);
     // The status is recorded by its own task, so a slow metrics publication never makes it
     // miss a tick (ticks are at least 5 s apart; recording takes microseconds).
     let mut status_rx = reports_tx.subscribe();
