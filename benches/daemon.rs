@@ -386,6 +386,10 @@ fn main() {
     let rss_start = status_kib("VmRSS");
     let cfg = config::from_str("bench.toml", &config_text(n))
         .unwrap_or_else(|d| panic!("bench config: {}", d[0]));
+    // As the daemon does after loading its config.
+    let hwm_parse = status_kib("VmHWM");
+    capstan::util::release_freed_memory();
+    let rss_config = status_kib("VmRSS");
     let kinds = cfg.targets.iter().fold([0usize; 3], |mut k, t| {
         match (&t.resource, t.metrics.first().map(|m| &m.source)) {
             (Resource::Asg { .. }, _) => k[1] += 1,
@@ -440,6 +444,10 @@ fn main() {
         status.record(&report);
         let points = capstan::telemetry::points(&report);
         drop(points);
+        let applied_now = report.applied();
+        drop(report);
+        // As the daemon's status task does after recording a tick.
+        capstan::util::release_freed_memory();
         let after = cpu_time() - cpu1;
         let cpu = cpu1 - cpu0;
         let fake_ns = shaped.fake_cpu_ns.swap(0, Ordering::Relaxed);
@@ -449,13 +457,12 @@ fn main() {
             after_per_tick.push(after.as_secs_f64() * 1000.0);
             fake_per_tick.push(fake_ns as f64 / 1e6);
             wall_per_tick.push(wall.as_secs_f64());
-            applied += report.applied();
+            applied += applied_now;
             for (api, v) in c {
                 *calls.entry(api).or_default() += v;
             }
             metrics += m;
         }
-        drop(report);
     }
     let hwm = status_kib("VmHWM");
     let rss = status_kib("VmRSS");
@@ -488,8 +495,10 @@ fn main() {
         pct(&wall_per_tick, 1.0)
     );
     println!(
-        "memory: peak resident {:.1} MiB, resident now {:.1} MiB (at start {:.1} MiB)",
+        "memory: peak resident {:.1} MiB (parsing the config: {:.1} MiB), resident after the config {:.1} MiB, after the ticks {:.1} MiB (at start {:.1} MiB)",
         hwm as f64 / 1024.0,
+        hwm_parse as f64 / 1024.0,
+        rss_config as f64 / 1024.0,
         rss as f64 / 1024.0,
         rss_start as f64 / 1024.0
     );

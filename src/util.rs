@@ -100,6 +100,24 @@ pub async fn join_bounded<F: std::future::Future>(limit: usize, futs: Vec<F>) ->
 /// AWS calls of one kind in flight at once within a tick.
 pub const CALL_CONCURRENCY: usize = 16;
 
+/// Hands the heap memory freed so far back to the operating system. glibc keeps freed
+/// memory resident; after a large config is parsed (the TOML parser's tokens and tables
+/// for 10,000 targets peak near 150 MiB, the validated config is a fraction of that) the
+/// daemon would otherwise stay at that peak for its whole life. A no-op off glibc.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free pages of glibc's heap to the kernel; it
+        // takes no pointer and is thread safe.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// A cumulative histogram with fixed upper bounds (Prometheus semantics: `counts[i]` counts
 /// the observations `<= bounds[i]`; `count` includes those above the last bound).
 #[derive(Clone, Debug, PartialEq)]
