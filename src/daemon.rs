@@ -241,7 +241,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let (reports_tx, mut reports_rx) = watch::channel::<Option<Arc<TickReport>>>(None);
     // The status is recorded by its own task, so a slow metrics publication never makes it
-    // miss a tick (ticks are at least 5 s apart; recording takes microseconds).
+    // miss a tick (ticks are at least 5 s apart; recording 10,000 targets takes ~0.1 s).
     let mut status_rx = reports_tx.subscribe();
     let recorder = status.clone();
     tokio::spawn(async move {
