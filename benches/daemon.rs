@@ -143,6 +143,9 @@ struct Shaped {
     seq: Arc<AtomicU64>,
     /// When each target's capacity call was made (part 2).
     set_at: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+    /// CPU spent inside the in-memory fake's answers (ns): the stand-in's cost, not
+    /// capstan's (the real sources and actuators parse AWS's responses instead).
+    fake_cpu_ns: Arc<AtomicU64>,
 }
 
 impl Shaped {
@@ -153,7 +156,18 @@ impl Shaped {
             metrics_requested: Arc::default(),
             seq: Arc::default(),
             set_at: Arc::default(),
+            fake_cpu_ns: Arc::default(),
         }
+    }
+
+    /// Runs the fake's answer (synchronous: the fake has no latency of its own; the shaped
+    /// calls above model it) and counts its CPU time.
+    async fn timed<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let t0 = thread_cpu_ns();
+        let out = f.await;
+        self.fake_cpu_ns
+            .fetch_add(thread_cpu_ns().saturating_sub(t0), Ordering::Relaxed);
+        out
     }
 
     /// One AWS call: a token of the API's rate limit, then 20-80 ms of latency.
@@ -196,7 +210,7 @@ impl Actuator for Shaped {
             calls.push(self.call("DescribeAutoScalingGroups"));
         }
         join_bounded(capstan::util::CALL_CONCURRENCY, calls).await;
-        self.inner.observe(targets, now).await
+        self.timed(self.inner.observe(targets, now)).await
     }
 
     async fn set_capacity(
@@ -252,7 +266,7 @@ impl Source for Shaped {
             join_bounded(cw.len(), cw),
             join_bounded(sqs::DEFAULT_CONCURRENCY, q)
         );
-        self.inner.read(requests, now).await
+        self.timed(self.inner.read(requests, now)).await
     }
 }
 
@@ -286,6 +300,14 @@ fn cpu_time() -> Duration {
         }
     }
     Duration::from_nanos(ns)
+}
+
+/// CPU time of the calling thread (ns), from /proc/thread-self/schedstat.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM).
@@ -370,6 +392,10 @@ fn main() {
     let rps_poll_every = std::env::var("POLL_EVERY_RPS").ok();
     let cfg = config::from_str("bench.toml", &config_text(n, rps_poll_every.as_deref()))
         .unwrap_or_else(|d| panic!("bench config: {}", d[0]));
+    // As the daemon does after loading its config.
+    let hwm_parse = status_kib("VmHWM");
+    capstan::util::release_freed_memory();
+    let rss_config = status_kib("VmRSS");
     let kinds = cfg.targets.iter().fold([0usize; 3], |mut k, t| {
         match (&t.resource, t.metrics.first().map(|m| &m.source)) {
             (Resource::Asg { .. }, _) => k[1] += 1,
@@ -404,7 +430,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // What the daemon does with each report besides the tick: the HTTP status and the
+    // points of capstan's own metrics (their publication is a call, not modeled).
+    let status = capstan::http::Status::new(&cfg, false, t0);
     let mut cpu_per_tick = Vec::new();
+    let mut after_per_tick = Vec::new();
+    let mut fake_per_tick = Vec::new();
     let mut wall_per_tick = Vec::new();
     let mut applied = 0;
     let mut calls: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -416,33 +447,54 @@ fn main() {
         let wall0 = Instant::now();
         let report = rt.block_on(ctl.tick(now));
         let wall = wall0.elapsed();
-        let cpu = cpu_time() - cpu0;
+        let cpu1 = cpu_time();
+        status.record(&report);
+        let points = capstan::telemetry::points(&report);
+        drop(points);
+        let applied_now = report.applied();
+        drop(report);
+        // As the daemon's status task does after recording a tick.
+        capstan::util::release_freed_memory();
+        let after = cpu_time() - cpu1;
+        let cpu = cpu1 - cpu0;
+        let fake_ns = shaped.fake_cpu_ns.swap(0, Ordering::Relaxed);
         let (c, m) = shaped.take_calls();
         if k >= WARM {
-            cpu_per_tick.push(cpu.as_secs_f64() * 1000.0);
+            cpu_per_tick.push((cpu + after).as_secs_f64() * 1000.0);
+            after_per_tick.push(after.as_secs_f64() * 1000.0);
+            fake_per_tick.push(fake_ns as f64 / 1e6);
             wall_per_tick.push(wall.as_secs_f64());
-            applied += report.applied();
+            applied += applied_now;
             for (api, v) in c {
                 *calls.entry(api).or_default() += v;
             }
             metrics += m;
         }
-        drop(report);
     }
     let hwm = status_kib("VmHWM");
     let rss = status_kib("VmRSS");
     cpu_per_tick.sort_by(f64::total_cmp);
     wall_per_tick.sort_by(f64::total_cmp);
-    let cpu_mean = cpu_per_tick.iter().sum::<f64>() / ticks as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / ticks as f64;
+    let cpu_mean = mean(&cpu_per_tick);
+    let fake_mean = mean(&fake_per_tick);
     println!("\n## Part 1: {ticks} ticks after {WARM} warm-up ticks");
     println!(
-        "CPU per tick (all threads): mean {cpu_mean:.0} ms, median {:.0} ms, max {:.0} ms",
+        "CPU per tick (all threads, tick + status + own metrics): mean {cpu_mean:.0} ms, median {:.0} ms, max {:.0} ms",
         pct(&cpu_per_tick, 0.5),
         pct(&cpu_per_tick, 1.0)
     );
     println!(
-        "average load at a 15 s interval: {:.2} % of one core",
-        cpu_mean / 15_000.0 * 100.0
+        "  of which recording the HTTP status and building capstan's own metric points: mean {:.0} ms",
+        mean(&after_per_tick)
+    );
+    println!(
+        "  of which the in-memory fake's answers (the stand-in's cost, not capstan's): mean {fake_mean:.0} ms",
+    );
+    println!(
+        "average load at a 15 s interval: {:.2} % of one core ({:.2} % without the fake's answers)",
+        cpu_mean / 15_000.0 * 100.0,
+        (cpu_mean - fake_mean) / 15_000.0 * 100.0
     );
     println!(
         "tick wall time: median {:.2} s, max {:.2} s",
@@ -450,8 +502,10 @@ fn main() {
         pct(&wall_per_tick, 1.0)
     );
     println!(
-        "memory: peak resident {:.1} MiB, resident now {:.1} MiB (at start {:.1} MiB)",
+        "memory: peak resident {:.1} MiB (parsing the config: {:.1} MiB), resident after the config {:.1} MiB, after the ticks {:.1} MiB (at start {:.1} MiB)",
         hwm as f64 / 1024.0,
+        hwm_parse as f64 / 1024.0,
+        rss_config as f64 / 1024.0,
         rss as f64 / 1024.0,
         rss_start as f64 / 1024.0
     );

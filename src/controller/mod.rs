@@ -507,22 +507,26 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             results[*i].outcome = Some(outcome);
         }
 
-        // Record and persist histories; log.
-        let mut changed = Vec::new();
-        for r in &results {
+        // Record and persist histories; log. `results` are in the order of `targets`.
+        let mut changed: Vec<&str> = Vec::new();
+        for (t, r) in targets.iter().zip(&results) {
             let Some(d) = &r.decision else { continue };
-            let Some(t) = self.config.target(&r.target) else {
-                continue;
-            };
             let acted = matches!(r.outcome, Some(Outcome::Applied { .. }));
-            let h = self.histories.entry(r.target.clone()).or_default();
+            let h = match self.histories.get_mut(t.name.as_str()) {
+                Some(h) => h,
+                None => self.histories.entry(t.name.clone()).or_default(),
+            };
             h.record(t, d, acted);
-            changed.push(r.target.clone());
+            changed.push(&t.name);
             log_decision(d, r.outcome.as_ref(), self.options.log_all);
+        }
+        // The decision log keeps the newest DECISION_LOG_LEN: only those are copied.
+        let decided: Vec<&Decision> = results.iter().filter_map(|r| r.decision.as_ref()).collect();
+        for d in &decided[decided.len().saturating_sub(DECISION_LOG_LEN)..] {
             if self.log.len() == DECISION_LOG_LEN {
                 self.log.pop_front();
             }
-            self.log.push_back(d.clone());
+            self.log.push_back((*d).clone());
         }
         for r in &results {
             if let Some(e) = &r.error {
@@ -544,7 +548,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         let saves = join_all(
             changed
                 .iter()
-                .map(|name| async move { store.save(name, &histories[name]).await }),
+                .map(|name| async move { store.save(name, &histories[*name]).await }),
         )
         .await;
         store_errors.extend(saves.into_iter().filter_map(Result::err));
@@ -610,14 +614,14 @@ pub fn start_jitter(interval: Duration) -> Duration {
 
 /// Drives ticks every `interval` until `shutdown` turns true; new configs arriving on
 /// `reload` are swapped in between ticks. Late ticks are skipped, never queued. Each report
-/// is sent to `reports` when given (the HTTP endpoints read them). On shutdown the lease is
-/// released.
+/// is sent to `reports` when given (the HTTP endpoints read them), shared, not copied, by
+/// its readers. On shutdown the lease is released.
 pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease>(
     mut controller: Controller<S, A, St, L>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
     mut reload: mpsc::Receiver<Config>,
-    reports: Option<watch::Sender<Option<TickReport>>>,
+    reports: Option<watch::Sender<Option<Arc<TickReport>>>>,
 ) -> Controller<S, A, St, L> {
     // Jitter the first tick so replicas and shards started together spread their calls.
     let start = tokio::time::Instant::now() + start_jitter(interval);
@@ -646,7 +650,7 @@ pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Leas
             tracing::warn!(error = %e, "history store");
         }
         if let Some(tx) = &reports {
-            let _ = tx.send(Some(report));
+            let _ = tx.send(Some(Arc::new(report)));
         }
     }
     if let Err(e) = controller.release().await {

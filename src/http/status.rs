@@ -5,7 +5,7 @@
 //! (consecutive equal decisions are folded into one entry with a count), and counters whose
 //! labels come from the config or from fixed sets.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Utc};
@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::config::{Config, PolicyKind, Resource, Target, TrackingTarget};
 use crate::controller::{Outcome, TargetResult, TickReport};
 use crate::policy::{Action, Decision, Explanation};
+use crate::sources::Reading;
 use crate::util::Histogram;
 
 /// Decisions kept per target.
@@ -354,15 +355,12 @@ impl TargetStatus {
         })
     }
 
-    fn record(&mut self, r: &TargetResult, report: &TickReport) {
+    /// Records the target's result; `readings` are the tick's readings by (target, metric).
+    fn record(&mut self, r: &TargetResult, readings: &HashMap<(&str, &str), &Reading>) {
         self.in_last_tick = true;
         self.error = r.error.as_ref().map(|e| e.to_string());
         for m in &mut self.metrics {
-            let Some(reading) = report
-                .readings
-                .iter()
-                .find(|x| x.target == self.name && x.metric == m.name)
-            else {
+            let Some(reading) = readings.get(&(self.name.as_str(), m.name.as_str())) else {
                 continue;
             };
             m.missing = reading.sample.is_none();
@@ -472,11 +470,31 @@ impl State {
         for t in &mut self.targets {
             t.in_last_tick = false;
         }
-        for r in &report.results {
-            let Some(i) = self.targets.iter().position(|t| t.name == r.target) else {
+        // Indexes built once per tick: a lookup per target, not a scan of the fleet (the
+        // first of equal names wins, as a scan would find it).
+        let slots: Vec<Option<usize>> = {
+            let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.targets.len());
+            for (i, t) in self.targets.iter().enumerate() {
+                index.entry(t.name.as_str()).or_insert(i);
+            }
+            report
+                .results
+                .iter()
+                .map(|r| index.get(r.target.as_str()).copied())
+                .collect()
+        };
+        let mut readings: HashMap<(&str, &str), &Reading> =
+            HashMap::with_capacity(report.readings.len());
+        for x in &report.readings {
+            readings
+                .entry((x.target.as_str(), x.metric.as_str()))
+                .or_insert(x);
+        }
+        for (r, slot) in report.results.iter().zip(slots) {
+            let Some(i) = slot else {
                 continue;
             };
-            self.targets[i].record(r, report);
+            self.targets[i].record(r, &readings);
             if r.error.is_some() {
                 *self.observe_errors.entry(r.target.clone()).or_default() += 1;
             }
