@@ -213,7 +213,7 @@ pub fn targets_json(s: &status::State, now: chrono::DateTime<Utc>) -> serde_json
         .targets
         .iter()
         .map(|t| {
-            let last = t.last.as_ref();
+            let last = t.last();
             json!({
                 "name": t.name,
                 "kind": t.kind,

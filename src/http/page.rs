@@ -136,7 +136,7 @@ fn target(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
         esc(&t.resource),
         t.kind
     );
-    if !t.in_last_tick && t.last.is_some() {
+    if !t.in_last_tick && t.last().is_some() {
         h.push_str("<div class=\"err\">not decided in the last tick (see the logs: AWS may already scale it)</div>");
     }
     if let Some(e) = &t.error {
@@ -146,7 +146,7 @@ fn target(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
             esc(e)
         );
     }
-    match &t.last {
+    match t.last() {
         Some(d) => {
             let _ = write!(
                 h,

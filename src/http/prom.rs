@@ -147,7 +147,7 @@ pub fn render(s: &State, calls: &CallStats, now: DateTime<Utc>) -> String {
         );
     }
 
-    type Pick = fn(&crate::policy::Decision) -> u32;
+    type Pick = fn(&super::status::DecisionEntry) -> u32;
     let capacity: [(&str, &str, Pick); 4] = [
         (
             "capstan_target_current_capacity",
@@ -173,7 +173,7 @@ pub fn render(s: &State, calls: &CallStats, now: DateTime<Utc>) -> String {
     for (name, help, pick) in capacity {
         p.family(name, "gauge", help);
         for t in &s.targets {
-            if let Some(d) = &t.last {
+            if let Some(d) = t.last() {
                 p.sample(name, &[("target", &t.name)], pick(d) as f64);
             }
         }

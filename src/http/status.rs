@@ -125,7 +125,6 @@ pub struct TargetStatus {
     /// Whether the last tick decided this target (a target AWS already scales, without
     /// `takeover`, is dropped by the controller).
     pub in_last_tick: bool,
-    pub last: Option<Decision>,
     pub outcome: Option<String>,
     /// Why the last tick could not read the target's state.
     pub error: Option<String>,
@@ -278,7 +277,6 @@ impl TargetStatus {
             tracking: Vec::new(),
             policies: Vec::new(),
             in_last_tick: false,
-            last: None,
             outcome: None,
             error: None,
             load: None,
@@ -429,7 +427,12 @@ impl TargetStatus {
                 self.decisions.push_back(entry);
             }
         }
-        self.last = Some(d.clone());
+    }
+
+    /// The last decision: the newest entry of [`Self::decisions`] (a folded run takes the
+    /// time, reason and explanation of its newest decision), so no second copy is kept.
+    pub fn last(&self) -> Option<&DecisionEntry> {
+        self.decisions.back()
     }
 }
 
