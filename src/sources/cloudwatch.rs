@@ -324,7 +324,7 @@ pub fn newest_fresh(
             stale_after_secs + period_secs
         ));
     };
-    let age = (now - (*t + period)).num_seconds();
+    let age = ended_secs_ago(*t, period_secs, now);
     if age > stale_after_secs as i64 {
         return Err(format!(
             "stale: newest datapoint ended {age}s ago (stale_after {stale_after_secs}s)"
@@ -334,12 +334,17 @@ pub fn newest_fresh(
 }
 
 /// Whether a datapoint of period start `at` is still fresh at `now` for this metric, by the
-/// rule [`newest_fresh`] applies when it is read: it ended at most `stale_after` before
-/// `now` less the end offset. `None` for a source without staleness (SQS).
+/// rule [`newest_fresh`] applies when it is read (the same `ended_secs_ago`): it ended at
+/// most `stale_after` before `now` less the end offset. `None` for a source without staleness (SQS).
 pub fn still_fresh(src: &MetricSource, at: DateTime<Utc>, now: DateTime<Utc>) -> Option<bool> {
     let (period, stale, offset) = timing(src)?;
-    let end = at + chrono::Duration::seconds(period as i64);
-    Some((read_time(now, offset) - end).num_seconds() <= stale as i64)
+    Some(ended_secs_ago(at, period, read_time(now, offset)) <= stale as i64)
+}
+
+/// Seconds from the end of the datapoint of period start `at` to `now`: the age both
+/// staleness checks compare with `stale_after`.
+fn ended_secs_ago(at: DateTime<Utc>, period_secs: u64, now: DateTime<Utc>) -> i64 {
+    (now - (at + chrono::Duration::seconds(period_secs as i64))).num_seconds()
 }
 
 /// Reads CloudWatch metrics for capstan.
