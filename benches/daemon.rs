@@ -352,7 +352,7 @@ fn set_level(fake: &FakeCloud, t: &Target, level: f64) {
                     delayed: 0.0,
                 }),
             ),
-            _ if m.name == "rps" => {
+            _ if &*m.name == "rps" => {
                 fake.set_metric(&t.name, &m.name, Some(1000.0 * f64::from(t.min) * level))
             }
             _ if t.name.starts_with("asg") => fake.set_metric(&t.name, &m.name, Some(55.0 * level)),
@@ -469,6 +469,14 @@ fn main() {
                 *calls.entry(api).or_default() += v;
             }
             metrics += m;
+        }
+        // Long runs: how resident memory grows as the status fills its hour of history.
+        if ticks > 40 && (k + 1) % 40 == 0 {
+            println!(
+                "after tick {}: resident {:.1} MiB",
+                k + 1,
+                status_kib("VmRSS") as f64 / 1024.0
+            );
         }
     }
     let hwm = status_kib("VmHWM");

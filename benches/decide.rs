@@ -105,22 +105,27 @@ fn main() {
     };
     // Histories as after an hour of 15 s ticks.
     let mut histories = vec![History::default(); *TARGETS];
-    let obs: Vec<Observation> = (0..*TARGETS)
-        .map(|i| {
+    // Built as the controller builds them: in the order of the target's metrics, keyed by
+    // the metrics' own shared names.
+    let obs: Vec<Observation> = cfg
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
             let mut o = Observation::new(now, 10 + (i % 50) as u32);
             o.ready = Some(o.current);
-            o.metrics
-                .insert("cpu".into(), Some(Sample::Value(30.0 + (i % 70) as f64)));
-            o.metrics.insert(
-                "backlog".into(),
-                Some(Sample::Queue {
-                    visible: (i % 500) as f64,
-                    in_flight: 10.0,
-                    delayed: 0.0,
-                }),
-            );
-            o.metrics
-                .insert("rps".into(), Some(Sample::Value(900.0 + (i % 300) as f64)));
+            for m in &t.metrics {
+                let sample = match &*m.name {
+                    "cpu" => Sample::Value(30.0 + (i % 70) as f64),
+                    "backlog" => Sample::Queue {
+                        visible: (i % 500) as f64,
+                        in_flight: 10.0,
+                        delayed: 0.0,
+                    },
+                    _ => Sample::Value(900.0 + (i % 300) as f64),
+                };
+                o.metrics.insert(m.name.clone(), Some(sample));
+            }
             o.forecast = Some(std::sync::Arc::new(forecast.clone()));
             o
         })

@@ -338,7 +338,7 @@ pub fn decide_lines(
             at: parsed.at,
             current,
             ready: parsed.ready,
-            metrics: parsed.metrics,
+            metrics: parsed.metrics.into_iter().collect(),
             scale_in_blocked: parsed.scale_in_blocked,
             forecast: parsed.forecast.map(std::sync::Arc::new),
         };

@@ -228,7 +228,7 @@ impl Source for FakeCloud {
                     }
                     match s
                         .metrics
-                        .get(&(r.target.name.clone(), r.metric.name.clone()))
+                        .get(&(r.target.name.clone(), r.metric.name.to_string()))
                     {
                         Some(Some(sample)) => Reading::ok(r, *sample, now),
                         _ => Reading::missing(r, "no data"),

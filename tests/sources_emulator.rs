@@ -124,7 +124,7 @@ async fn cloudwatch_newest_complete_point_expression_staleness_and_gaps() {
     let reqs: Vec<MetricRequest> = t
         .metrics
         .iter()
-        .filter(|m| !m.name.contains("backlog") && m.name != "ghost")
+        .filter(|m| !m.name.contains("backlog") && &*m.name != "ghost")
         .map(|m| MetricRequest {
             target: t,
             metric: m,
@@ -236,7 +236,7 @@ async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
     let reqs: Vec<MetricRequest> = t
         .metrics
         .iter()
-        .filter(|m| m.name == "backlog" || m.name == "ghost")
+        .filter(|m| &*m.name == "backlog" || &*m.name == "ghost")
         .map(|m| MetricRequest {
             target: t,
             metric: m,

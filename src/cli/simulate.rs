@@ -229,7 +229,7 @@ pub fn run(a: &SimulateArgs) -> i32 {
         },
     };
     for p in &plans {
-        let used = target.policies.iter().any(|q| q.metric == p.name);
+        let used = target.policies.iter().any(|q| *q.metric == *p.name);
         if used && p.model == sim::MetricModel::Unmodeled {
             eprintln!(
                 "warning: metric `{}` is reported missing: {}",

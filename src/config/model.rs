@@ -3,6 +3,7 @@
 //! actuators, the simulator) reads these types only.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -151,7 +152,7 @@ pub struct Target {
 
 impl Target {
     pub fn metric(&self, name: &str) -> Option<&Metric> {
-        self.metrics.iter().find(|m| m.name == name)
+        self.metrics.iter().find(|m| *m.name == *name)
     }
 }
 
@@ -184,7 +185,9 @@ impl Resource {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Metric {
-    pub name: String,
+    /// Shared with the observations built for this target, so the decision core matches a
+    /// sample to its metric by pointer (see [`crate::policy::Metrics`]).
+    pub name: Arc<str>,
     pub source: MetricSource,
     /// Above this value the target counts as active (KEDA activation).
     pub activation: f64,

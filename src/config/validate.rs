@@ -1135,7 +1135,7 @@ fn metrics(
             _ => continue,
         };
         out.push(Metric {
-            name,
+            name: name.into(),
             source,
             activation,
             poll_every_secs: poll_every,
@@ -1156,9 +1156,9 @@ fn metrics(
             );
         }
         for input in inputs.clone() {
-            match out.iter().find(|m| m.name == input) {
+            match out.iter().find(|m| *m.name == *input) {
                 None => {
-                    let hint = match closest(&input, out.iter().map(|m| m.name.as_str())) {
+                    let hint = match closest(&input, out.iter().map(|m| &*m.name)) {
                         Some(c) => format!("did you mean `{c}`?"),
                         None => "define it as a [[target.metric]] of this target".into(),
                     };
@@ -1177,7 +1177,7 @@ fn metrics(
                         Some("metric math only combines CloudWatch metrics".into()),
                     );
                 }
-                Some(_) if input == me => {
+                Some(_) if *input == *me => {
                     ctx.err(&mp.at("expression"), "the expression reads itself", None);
                 }
                 Some(_) => {}
@@ -1196,7 +1196,7 @@ fn metrics(
 
 /// Whether `from`'s expression inputs reach `goal` (cycle detection).
 fn reaches(metrics: &[Metric], from: &str, goal: &str, seen: &mut BTreeSet<String>) -> bool {
-    let Some(m) = metrics.iter().find(|m| m.name == from) else {
+    let Some(m) = metrics.iter().find(|m| *m.name == *from) else {
         return false;
     };
     let MetricSource::Expression { inputs, .. } = &m.source else {
@@ -1242,17 +1242,17 @@ fn policies(
             );
             continue;
         };
-        let metric_index = metrics.iter().position(|m| &m.name == metric_name);
+        let metric_index = metrics.iter().position(|m| *m.name == **metric_name);
         let metric = metric_index.map(|i| &metrics[i]);
         if metric.is_none() && !declared.contains(metric_name) {
-            let hint = match closest(metric_name, metrics.iter().map(|m| m.name.as_str())) {
+            let hint = match closest(metric_name, metrics.iter().map(|m| &*m.name)) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None if metrics.is_empty() => "this target has no valid [[target.metric]]".into(),
                 None => format!(
                     "metrics of this target: {}",
                     metrics
                         .iter()
-                        .map(|m| m.name.as_str())
+                        .map(|m| &*m.name)
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

@@ -429,7 +429,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             obs.scale_in_blocked = state.scale_in_blocked.clone();
             for m in &t.metrics {
                 let sample = by_metric
-                    .get(&(t.name.as_str(), m.name.as_str()))
+                    .get(&(t.name.as_str(), &*m.name))
                     .and_then(|r| r.sample);
                 obs.metrics.insert(m.name.clone(), sample);
             }
@@ -438,7 +438,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             // The explanation says which values were reused, and when they were read.
             for (m, line) in t.metrics.iter().zip(d.explanation.metrics.iter_mut()) {
                 if let Some(read_at) = by_metric
-                    .get(&(t.name.as_str(), m.name.as_str()))
+                    .get(&(t.name.as_str(), &*m.name))
                     .and_then(|r| r.reused_read_at)
                 {
                     line.read_secs_ago = Some((now - read_at).num_seconds().max(0) as u64);

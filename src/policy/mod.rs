@@ -38,7 +38,7 @@ pub use history::{
     Cache, ForecastCheck, History, Recommendation, ScaleEvent, WindowState,
     FORECAST_CHECK_EVERY_SECS,
 };
-pub use observation::{ForecastSeries, Observation, Sample};
+pub use observation::{ForecastSeries, Metrics, Observation, Sample};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -99,8 +99,8 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
 
     // 1. Metrics.
     ex.metrics.reserve_exact(target.metrics.len());
-    for m in &target.metrics {
-        let v = read_metric(m, obs.metrics.get(&m.name));
+    for (i, m) in target.metrics.iter().enumerate() {
+        let v = read_metric(m, obs.metrics.get_at(i, &m.name));
         ex.metrics.push(MetricLine {
             name: name(&m.name),
             value: v.ok(),
@@ -122,10 +122,10 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
             .get(p.metric_index)
             .is_some_and(|m| m.name.len() == p.metric.len());
         let i = if fits {
-            debug_assert_eq!(target.metrics[p.metric_index].name, p.metric);
+            debug_assert_eq!(*target.metrics[p.metric_index].name, *p.metric);
             Some(p.metric_index)
         } else {
-            target.metrics.iter().position(|m| m.name == p.metric)
+            target.metrics.iter().position(|m| *m.name == *p.metric)
         };
         i.map_or(Err(Problem::NotObserved), line_value)
     };

@@ -70,7 +70,7 @@ fn run(t: &Target, metric: &str, ticks: &[(i64, Option<f64>)], start: u32) -> Ve
     let mut out = Vec::new();
     for (secs, v) in ticks {
         let mut obs = Observation::new(at(*secs), cur);
-        obs.metrics.insert(metric.into(), v.map(Sample::Value));
+        obs.metrics.insert(metric, v.map(Sample::Value));
         let d = decide(t, &obs, &h);
         h.record(t, &d, true);
         cur = d.desired;
@@ -415,7 +415,7 @@ fn keda_sqs_queue_length_counts_visible_in_flight_and_optionally_delayed() {
     // queueLength 5, 300 messages: 60 units (the HPA AverageValue path).
     let t = target(BACKLOG_5);
     let mut obs = Observation::new(t0(), 60);
-    obs.metrics.insert("backlog".into(), q);
+    obs.metrics.insert("backlog", q);
     assert_eq!(decide(&t, &obs, &seen()).desired, 60);
 }
 
@@ -481,7 +481,7 @@ fn unusable_values_never_scale_in() {
         ("negative", Some(Sample::Value(-5.0))),
     ] {
         let mut obs = Observation::new(t0(), 8);
-        obs.metrics.insert("cpu".into(), sample);
+        obs.metrics.insert("cpu", sample);
         let d = decide(&t, &obs, &seen());
         assert_eq!(d.desired, 8, "{label}: {}", d.reason);
         assert_eq!(d.explanation.metrics[0].value, None, "{label}");
@@ -1261,7 +1261,7 @@ proptest! {
             now += Duration::seconds(gap);
             let mut obs = Observation::new(now, cur);
             obs.ready = Some(cur * ready_pct / 100);
-            obs.metrics.insert("m".into(), v.map(Sample::Value));
+            obs.metrics.insert("m", v.map(Sample::Value));
             let d = decide(&t, &obs, &h);
             let (lo, hi) = (d.explanation.bounds.min, d.explanation.bounds.max);
             prop_assert!(d.desired >= lo && d.desired <= hi, "{} outside {lo}..{hi}: {}", d.desired, d.reason);
@@ -1308,7 +1308,7 @@ proptest! {
         h.consecutive_failures = fails;
         let mut obs = Observation::new(t0(), cur);
         obs.ready = ready;
-        obs.metrics.insert("m".into(), v.map(Sample::Value));
+        obs.metrics.insert("m", v.map(Sample::Value));
         let d = decide(&t, &obs, &h);
         prop_assert!(d.desired <= t.max);
         prop_assert!(d.desired >= t.min || (t.min == 0 && d.desired == 0));
@@ -1442,9 +1442,9 @@ proptest! {
             now += Duration::seconds(gap);
             let mut obs = Observation::new(now, cur);
             obs.ready = Some(cur * ready_pct / 100);
-            obs.metrics.insert("m".into(), m.map(Sample::Value));
-            obs.metrics.insert("q".into(), q.map(|v| Sample::Queue { visible: v, in_flight: 3.0, delayed: 1.0 }));
-            obs.metrics.insert("rps".into(), m.map(|v| Sample::Value(v * 10.0)));
+            obs.metrics.insert("m", m.map(Sample::Value));
+            obs.metrics.insert("q", q.map(|v| Sample::Queue { visible: v, in_flight: 3.0, delayed: 1.0 }));
+            obs.metrics.insert("rps", m.map(|v| Sample::Value(v * 10.0)));
             obs.forecast = Some(std::sync::Arc::new(fc.clone()));
             obs.scale_in_blocked = blocked.then(|| "deployment".to_string());
             let full = decide(&t, &obs, &h);

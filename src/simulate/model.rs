@@ -107,7 +107,8 @@ impl FromStr for MetricModel {
 /// One metric of the target and how the simulation produces it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MetricPlan {
-    pub name: String,
+    /// The config metric's own (shared) name.
+    pub name: std::sync::Arc<str>,
     pub model: MetricModel,
     /// Why this model was chosen.
     pub why: String,
@@ -185,7 +186,7 @@ pub fn plan_metrics(
 ) -> Result<Vec<MetricPlan>, String> {
     for name in overrides.keys() {
         if target.metric(name).is_none() {
-            let names: Vec<&str> = target.metrics.iter().map(|m| m.name.as_str()).collect();
+            let names: Vec<&str> = target.metrics.iter().map(|m| &*m.name).collect();
             return Err(format!(
                 "--metric-model {name}=...: target `{}` has no metric `{name}` (it has {})",
                 target.name,
@@ -207,7 +208,7 @@ pub fn plan_metrics(
                 Some((*include_in_flight, *include_delayed)),
             ),
         };
-        let (model, why) = if let Some(o) = overrides.get(&m.name) {
+        let (model, why) = if let Some(o) = overrides.get(&*m.name) {
             (*o, "set with --metric-model".to_string())
         } else if sqs.is_some() {
             (MetricModel::Backlog, "an SQS queue".to_string())
@@ -271,7 +272,7 @@ fn from_policies(target: &Target, metric: &str) -> Option<(MetricModel, String)>
 fn from_name(m: &crate::config::Metric) -> (MetricModel, String) {
     let label = match &m.source {
         MetricSource::Cloudwatch { metric_name, .. } => metric_name.clone(),
-        _ => m.name.clone(),
+        _ => m.name.to_string(),
     };
     let l = label.to_ascii_lowercase();
     let has = |w: &str| l.contains(w);
@@ -296,7 +297,7 @@ fn from_name(m: &crate::config::Metric) -> (MetricModel, String) {
 /// `target_per_unit`, a target-tracking total per unit on a rate, or a target-tracking count
 /// per unit per period divided by the period.
 pub fn derive_unit_capacity(target: &Target, plans: &[MetricPlan]) -> Option<(f64, String)> {
-    let model_of = |name: &str| plans.iter().find(|p| p.name == name);
+    let model_of = |name: &str| plans.iter().find(|p| *p.name == *name);
     for p in &target.policies {
         if let PolicyKind::Predictive(pp) = &p.kind {
             return Some((

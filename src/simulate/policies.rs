@@ -2,13 +2,12 @@
 //! [`Observation`] from the published datapoints and calls the very same
 //! [`policy::decide`] and [`History::record`] the daemon runs.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::DateTime;
 
 use crate::config::{PolicyKind, Target};
-use crate::policy::{self, ForecastSeries, History, Observation, Sample};
+use crate::policy::{self, ForecastSeries, History, Metrics, Observation, Sample};
 use crate::sources::cadence;
 
 use super::engine::{Controller, View};
@@ -100,7 +99,7 @@ impl Controller for PolicyController {
 
     fn tick(&mut self, view: &View<'_>) -> u32 {
         let latest = view.datapoints.last().and_then(|d| d.values);
-        let mut metrics = BTreeMap::new();
+        let mut metrics = Metrics::default();
         let mut reused = Vec::new();
         let time = |s: i64| DateTime::from_timestamp(s, 0).expect("trace times are in range");
         for (p, (every, kept)) in self.plans.iter().zip(self.cadence.iter_mut()) {

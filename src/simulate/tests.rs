@@ -468,7 +468,7 @@ target_value = 600
 "#
     ));
     let plans = plan_metrics(&t, &BTreeMap::new(), 60).unwrap();
-    let m: Vec<(&str, MetricModel)> = plans.iter().map(|p| (p.name.as_str(), p.model)).collect();
+    let m: Vec<(&str, MetricModel)> = plans.iter().map(|p| (&*p.name, p.model)).collect();
     assert_eq!(
         m,
         [

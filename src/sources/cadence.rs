@@ -74,7 +74,7 @@ impl Cadence {
                 to_read.push(r);
                 continue;
             };
-            let key = (r.target.name.clone(), r.metric.name.clone());
+            let key = (r.target.name.clone(), r.metric.name.to_string());
             match old.remove(&key) {
                 Some(k)
                     if k.every_secs == every
@@ -99,7 +99,7 @@ impl Cadence {
         let with_cadence: HashMap<(&str, &str), &MetricRequest<'_>> = read
             .iter()
             .filter(|r| r.metric.poll_every_secs.is_some())
-            .map(|r| ((r.target.name.as_str(), r.metric.name.as_str()), r))
+            .map(|r| ((r.target.name.as_str(), &*r.metric.name), r))
             .collect();
         if with_cadence.is_empty() {
             return;

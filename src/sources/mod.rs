@@ -58,7 +58,7 @@ impl Reading {
     pub fn ok(req: &MetricRequest<'_>, sample: Sample, at: DateTime<Utc>) -> Self {
         Reading {
             target: req.target.name.clone(),
-            metric: req.metric.name.clone(),
+            metric: req.metric.name.to_string(),
             sample: Some(sample),
             at: Some(at),
             problem: None,
@@ -68,7 +68,7 @@ impl Reading {
     pub fn missing(req: &MetricRequest<'_>, problem: impl Into<String>) -> Self {
         Reading {
             target: req.target.name.clone(),
-            metric: req.metric.name.clone(),
+            metric: req.metric.name.to_string(),
             sample: None,
             at: None,
             problem: Some(problem.into()),

@@ -14,7 +14,6 @@
 //!   (unless above max).
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use capstan::config::{self, Config, PolicyKind};
@@ -119,7 +118,7 @@ pub fn decide(data: &[u8]) {
             0 => None,
             _ => Some(u32::from(b.u16() % 300)),
         };
-        let mut metrics = BTreeMap::new();
+        let mut metrics = capstan::policy::Metrics::default();
         for m in &target.metrics {
             let sample = if b.u8() % 2 == 0 {
                 b.value().map(Sample::Value)
@@ -145,7 +144,7 @@ pub fn decide(data: &[u8]) {
             .collect();
         let missing = metrics
             .iter()
-            .filter(|(name, _)| held_by.contains(&name.as_str()))
+            .filter(|(name, _)| held_by.contains(name))
             .any(|(_, s)| match s {
                 None => true,
                 Some(Sample::Value(v)) => !v.is_finite() || *v < 0.0,

@@ -54,7 +54,7 @@ impl AwsTargetTracking {
         };
         let plan = plans
             .iter()
-            .find(|m| m.name == p.metric)
+            .find(|m| *m.name == *p.metric)
             .cloned()
             .ok_or_else(|| format!("no model for metric `{}`", p.metric))?;
         Ok(AwsTargetTracking {
