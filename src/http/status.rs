@@ -1,7 +1,9 @@
 //! What the HTTP endpoints serve: a bounded, in-memory picture of the daemon, written by the
 //! daemon after every tick from the controller's [`TickReport`] and read by the handlers.
 //! Every collection is bounded: capacity samples of the last hour (at most
-//! [`CAPACITY_SAMPLES`] per target), the last [`DECISIONS_PER_TARGET`] decisions per target
+//! [`CAPACITY_SAMPLES`] per target; a run of equal samples is kept as its first and last),
+//! the last [`DECISIONS_PER_TARGET`] decisions per target ([`DECISIONS_IN_ALL`] over the
+//! fleet, at least the last one per target: see [`decisions_per_target`])
 //! (consecutive equal decisions are folded into one entry with a count), and counters whose
 //! labels come from the config or from fixed sets.
 
@@ -19,6 +21,16 @@ use crate::util::Histogram;
 
 /// Decisions kept per target.
 pub const DECISIONS_PER_TARGET: usize = 50;
+/// Decision entries kept over the whole fleet (each holds a full explanation, 1-2 KB).
+pub const DECISIONS_IN_ALL: usize = 10_000;
+
+/// Decisions kept per target in a fleet of `targets`: [`DECISIONS_PER_TARGET`] up to 200
+/// targets, then fewer so that all of them stay within [`DECISIONS_IN_ALL`], but always the
+/// last one (at 10,000 targets and more). Fifty entries each at 10,000 targets would be
+/// half a million explanations, most of a gigabyte.
+pub fn decisions_per_target(targets: usize) -> usize {
+    (DECISIONS_IN_ALL / targets.max(1)).clamp(1, DECISIONS_PER_TARGET)
+}
 /// Most decisions `/v1/decisions` returns in one response.
 pub const DECISIONS_MAX: usize = 500;
 /// Capacity samples kept per target (an hour at the shortest poll interval, 5 s).
@@ -125,11 +137,14 @@ pub struct TargetStatus {
     /// Whether the last tick decided this target (a target AWS already scales, without
     /// `takeover`, is dropped by the controller).
     pub in_last_tick: bool,
+    /// How many decision entries this target keeps ([`decisions_per_target`]).
+    keep_decisions: usize,
     pub outcome: Option<String>,
     /// Why the last tick could not read the target's state.
     pub error: Option<String>,
     pub load: Option<Load>,
     pub metrics: Vec<MetricStatus>,
+    /// The last hour's capacity samples; a run of equal ones is kept as its first and last.
     pub capacity: VecDeque<CapacitySample>,
     pub decisions: VecDeque<DecisionEntry>,
 }
@@ -189,12 +204,47 @@ pub struct DecisionEntry {
     pub explanation: Explanation,
 }
 
+/// Adds a capacity sample and drops what fell out of the last hour. A run of equal samples
+/// is kept as its first and its last (the last moves on with each new equal sample), so a
+/// steady target keeps two samples, not one per tick: the step lines drawn from them are
+/// the same. When the first of a run falls out of the hour while the run goes on, it moves
+/// up to the hour's start instead of going.
+fn push_sample(samples: &mut VecDeque<CapacitySample>, s: CapacitySample) {
+    let n = samples.len();
+    if n >= 2 && same_values(&samples[n - 2], &samples[n - 1]) && same_values(&samples[n - 1], &s) {
+        samples[n - 1].at = s.at;
+    } else {
+        samples.push_back(s);
+    }
+    let oldest = s.at - chrono::Duration::seconds(CAPACITY_WINDOW_SECS);
+    while let Some(first) = samples.front() {
+        if samples.len() > CAPACITY_SAMPLES {
+            samples.pop_front();
+            continue;
+        }
+        if first.at >= oldest {
+            break;
+        }
+        match samples.get(1) {
+            Some(next) if same_values(first, next) && next.at > oldest => {
+                samples[0].at = oldest;
+                break;
+            }
+            _ => {
+                samples.pop_front();
+            }
+        }
+    }
+}
+
+fn same_values(a: &CapacitySample, b: &CapacitySample) -> bool {
+    (a.current, a.desired, a.min, a.max) == (b.current, b.desired, b.min, b.max)
+}
+
 /// The samples where a value changed, with the first and the last: the same step lines
 /// with far fewer points (capacity rarely changes every tick).
 pub fn capacity_changes(samples: &VecDeque<CapacitySample>) -> Vec<CapacitySample> {
-    let same = |a: &CapacitySample, b: &CapacitySample| {
-        (a.current, a.desired, a.min, a.max) == (b.current, b.desired, b.min, b.max)
-    };
+    let same = same_values;
     let mut out: Vec<CapacitySample> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         let last = i + 1 == samples.len();
@@ -277,6 +327,7 @@ impl TargetStatus {
             tracking: Vec::new(),
             policies: Vec::new(),
             in_last_tick: false,
+            keep_decisions: DECISIONS_PER_TARGET,
             outcome: None,
             error: None,
             load: None,
@@ -284,7 +335,7 @@ impl TargetStatus {
                 .metrics
                 .iter()
                 .map(|m| MetricStatus {
-                    name: m.name.clone(),
+                    name: m.name.to_string(),
                     value: None,
                     at: None,
                     missing: true,
@@ -381,21 +432,16 @@ impl TargetStatus {
         }
         self.load = self.load(d);
         self.outcome = r.outcome.as_ref().map(outcome_text);
-        self.capacity.push_back(CapacitySample {
-            at: d.at,
-            current: d.current,
-            desired: d.desired,
-            min: d.explanation.bounds.min,
-            max: d.explanation.bounds.max,
-        });
-        let oldest = d.at - chrono::Duration::seconds(CAPACITY_WINDOW_SECS);
-        while self
-            .capacity
-            .front()
-            .is_some_and(|s| s.at < oldest || self.capacity.len() > CAPACITY_SAMPLES)
-        {
-            self.capacity.pop_front();
-        }
+        push_sample(
+            &mut self.capacity,
+            CapacitySample {
+                at: d.at,
+                current: d.current,
+                desired: d.desired,
+                min: d.explanation.bounds.min,
+                max: d.explanation.bounds.max,
+            },
+        );
         let entry = DecisionEntry {
             target: self.name.clone(),
             at: d.at,
@@ -421,7 +467,7 @@ impl TargetStatus {
                 prev.explanation = entry.explanation;
             }
             _ => {
-                if self.decisions.len() == DECISIONS_PER_TARGET {
+                while self.decisions.len() >= self.keep_decisions {
                     self.decisions.pop_front();
                 }
                 self.decisions.push_back(entry);
@@ -447,6 +493,9 @@ impl State {
                     None => TargetStatus::new(t),
                 };
                 s.configure(t);
+                s.keep_decisions = decisions_per_target(targets.len());
+                let drop = s.decisions.len().saturating_sub(s.keep_decisions);
+                s.decisions.drain(..drop);
                 s
             })
             .collect();

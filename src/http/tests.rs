@@ -395,6 +395,73 @@ fn label_values_and_help_are_escaped() {
 }
 
 #[test]
+fn a_steady_run_of_capacity_samples_keeps_two_across_the_hour() {
+    let cfg = cfg();
+    let status = Status::new(&cfg, false, at(0));
+    // Three hours of the same capacity, then one change.
+    for i in 0..180 {
+        status.record(&report(&cfg, at(i), 2, 50.0, None));
+    }
+    {
+        let s = status.read();
+        let c = &s.targets[0].capacity;
+        assert_eq!(c.len(), 2, "{c:?}");
+        // The run's first sample moved up to the start of the last hour.
+        assert_eq!(c[0].at, at(179) - Duration::hours(1));
+        assert_eq!(c[1].at, at(179));
+        assert_eq!(c[0].current, 2);
+    }
+    status.record(&report(&cfg, at(180), 3, 100.0, None));
+    let s = status.read();
+    let c = &s.targets[0].capacity;
+    assert_eq!(c.len(), 3, "{c:?}");
+    assert_eq!((c[1].at, c[1].current), (at(179), 2));
+    assert_eq!((c[2].at, c[2].current), (at(180), 3));
+    // Drawn as steps: 2 from an hour back until the change, then 3.
+    let changes = status::capacity_changes(c);
+    assert_eq!(
+        changes.iter().map(|s| s.current).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}
+
+#[test]
+fn a_large_fleet_keeps_fewer_decisions_per_target_but_always_the_last() {
+    assert_eq!(status::decisions_per_target(2), DECISIONS_PER_TARGET);
+    assert_eq!(status::decisions_per_target(200), DECISIONS_PER_TARGET);
+    assert_eq!(status::decisions_per_target(400), 25);
+    assert_eq!(status::decisions_per_target(10_000), 1);
+    assert_eq!(status::decisions_per_target(50_000), 1);
+    // 400 targets: `api`, `workers` and 398 more.
+    let mut text = CFG.to_string();
+    for i in 0..398 {
+        text.push_str(&format!(
+            "[[target]]\nname = \"x{i}\"\nkind = \"ecs_service\"\ncluster = \"shop\"\nservice = \"x{i}\"\nmin = 1\nmax = 9\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 50\n"
+        ));
+    }
+    let big = config::from_str("t.toml", &text).unwrap();
+    let status = Status::new(&cfg(), false, at(0));
+    // Alternating capacities: every decision its own entry.
+    for i in 0..60 {
+        status.record(&report(&cfg(), at(i), 2 + (i % 2) as u32, 100.0, None));
+    }
+    assert_eq!(
+        status.read().targets[0].decisions.len(),
+        DECISIONS_PER_TARGET
+    );
+    // A reload to 400 targets trims at once, keeping the newest.
+    status.set_config(&big, false);
+    assert_eq!(status.read().targets[0].decisions.len(), 25);
+    assert_eq!(status.read().targets[0].last().unwrap().at, at(59));
+    for i in 60..100 {
+        status.record(&report(&cfg(), at(i), 2 + (i % 2) as u32, 100.0, None));
+    }
+    let s = status.read();
+    assert_eq!(s.targets[0].decisions.len(), 25);
+    assert_eq!(s.targets[0].last().unwrap().at, at(99));
+}
+
+#[test]
 fn equal_decisions_fold_and_logs_stay_bounded() {
     let cfg = cfg();
     let status = Status::new(&cfg, false, at(0));
@@ -409,8 +476,9 @@ fn equal_decisions_fold_and_logs_stay_bounded() {
         assert_eq!(api.decisions[0].count, 30);
         assert_eq!(api.decisions[0].first_at, at(0));
         assert_eq!(api.decisions[0].at, at(29));
-        // 30 equal samples: the first and the last are enough to draw them.
-        assert_eq!(api.capacity.len(), 30);
+        // 30 equal samples: only the first and the last are kept, enough to draw them.
+        assert_eq!(api.capacity.len(), 2);
+        assert_eq!((api.capacity[0].at, api.capacity[1].at), (at(0), at(29)));
         let changes = status::capacity_changes(&api.capacity);
         assert_eq!(changes.len(), 2);
         assert_eq!((changes[0].at, changes[1].at), (at(0), at(29)));
