@@ -31,7 +31,7 @@ use capstan::actuators::{
 use capstan::aws::AwsError;
 use capstan::config::{self, MetricSource, Resource, Target};
 use capstan::controller::lease::SoleLeader;
-use capstan::controller::state::MemoryStore;
+use capstan::controller::state::LocalStore;
 use capstan::controller::{self, Controller, Options};
 use capstan::fake::FakeCloud;
 use capstan::sources::{cloudwatch, sqs, HistoryReader, MetricRequest, Reading, Source};
@@ -420,7 +420,7 @@ fn main() {
         cfg.clone(),
         shaped.clone(),
         shaped.clone(),
-        MemoryStore::default(),
+        LocalStore::default(),
         SoleLeader,
         Options::default(),
     );
@@ -560,7 +560,7 @@ fn main() {
         cfg.clone(),
         shaped2.clone(),
         shaped2.clone(),
-        MemoryStore::default(),
+        LocalStore::default(),
         SoleLeader,
         Options::default(),
     );

@@ -17,7 +17,7 @@ use crate::actuators::AwsActuators;
 use crate::aws::{sdk_config, AwsSettings};
 use crate::config::{self, Config, MetricsSink};
 use crate::controller::lease::{DynamoLease, Lease, SoleLeader};
-use crate::controller::state::{DynamoStore, MemoryStore, StateStore};
+use crate::controller::state::{DynamoStore, LocalStore, StateStore};
 use crate::controller::{self, Controller, Options, TickReport};
 use crate::http::{self, Status};
 use crate::sources::AwsSources;
@@ -105,7 +105,7 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
         let io = Io {
             sources,
             actuators,
-            store: MemoryStore::default(),
+            store: LocalStore::default(),
             lease: SoleLeader,
         };
         drive(&sdk, paths, cfg, io, status, listener, opts).await

@@ -19,7 +19,7 @@ use crate::actuators::AwsActuators;
 use crate::aws::{sdk_config, AwsSettings};
 use crate::config;
 use crate::controller::lease::SoleLeader;
-use crate::controller::state::MemoryStore;
+use crate::controller::state::LocalStore;
 use crate::controller::{Controller, Options, Outcome};
 use crate::emulator::{self, Emulator};
 use crate::http::{self, Status};
@@ -234,7 +234,7 @@ async fn demo(root: &Path, seconds: u64) -> Result<(), String> {
         cfg,
         AwsSources::new(&sdk),
         AwsActuators::new(&sdk),
-        MemoryStore::default(),
+        LocalStore::default(),
         SoleLeader,
         Options::default(),
     );

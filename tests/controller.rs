@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use capstan::aws::AwsError;
 use capstan::config::{self, Config};
 use capstan::controller::lease::{Lease, LeaseState, SoleLeader};
-use capstan::controller::state::MemoryStore;
+use capstan::controller::state::{LocalStore, MemoryStore};
 use capstan::controller::{Controller, Options, Outcome};
 use capstan::fake::FakeCloud;
 use chrono::{DateTime, Duration, Utc};
@@ -274,6 +274,42 @@ async fn reload_keeps_histories_of_remaining_targets() {
     assert!(c.history("workers").is_none());
     let r = c.tick(t0() + Duration::seconds(15)).await;
     assert_eq!(r.results.len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_lease_table_a_target_removed_and_added_again_gets_its_history_back() {
+    let cloud = FakeCloud::new();
+    cloud.set_metric("api", "cpu", Some(50.0));
+    let store = LocalStore::default();
+    let mut c = Controller::new(
+        cfg(""),
+        cloud.clone(),
+        cloud.clone(),
+        store.clone(),
+        SoleLeader,
+        Options::default(),
+    );
+    c.tick(t0()).await;
+    c.tick(t0() + Duration::seconds(15)).await;
+    let before = c.history("workers").cloned().expect("workers decided");
+    assert!(before.first_seen.is_some());
+    // Saving copies nothing: the controller's histories are the only ones.
+    assert_eq!(store.retired(), 0);
+    let mut smaller = cfg("");
+    smaller.targets.retain(|t| t.name == "api");
+    c.reload(smaller);
+    assert!(c.history("workers").is_none());
+    assert_eq!(store.retired(), 1);
+    c.tick(t0() + Duration::seconds(30)).await;
+    c.reload(cfg(""));
+    c.tick(t0() + Duration::seconds(45)).await;
+    let after = c.history("workers").expect("workers decided again");
+    assert_eq!(
+        after.first_seen, before.first_seen,
+        "the old history came back"
+    );
+    assert!(after.recommendations.len() > before.recommendations.len());
+    assert_eq!(store.retired(), 0);
 }
 
 #[tokio::test]

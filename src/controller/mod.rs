@@ -253,15 +253,27 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         }
     }
 
-    /// Swaps in a new, already validated config. Histories of targets that remain are kept.
+    /// Swaps in a new, already validated config. Histories of targets that remain are kept;
+    /// those of removed targets go to the store ([`StateStore::retire`]).
     pub fn reload(&mut self, config: Config) {
         self.options.dry_run = self.cli_dry_run || config.global.dry_run;
         self.conflicts_pending = true;
         self.unverified.clear();
-        self.histories
-            .retain(|name, _| config.target(name).is_some());
+        let names: std::collections::HashSet<&str> =
+            config.targets.iter().map(|t| t.name.as_str()).collect();
+        let removed: Vec<String> = self
+            .histories
+            .keys()
+            .filter(|name| !names.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(h) = self.histories.remove(&name) {
+                self.store.retire(&name, h);
+            }
+        }
         self.forecasts
-            .retain(|name, _| config.target(name).is_some());
+            .retain(|name, _| names.contains(name.as_str()));
         self.forecast_due.clear();
         // New targets' histories come from the store on the next tick.
         self.loaded = false;

@@ -23,6 +23,10 @@ pub trait StateStore: Send + Sync {
         target: &str,
         history: &History,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Takes the history of a target that a reload removed. A store that saves every tick
+    /// already has it; one that does not keeps it here, for a later reload that adds the
+    /// target again.
+    fn retire(&self, _target: &str, _history: History) {}
 }
 
 /// Histories in process memory; clones share the same map (a restart of the controller
@@ -46,6 +50,42 @@ impl StateStore for MemoryStore {
             .expect("store lock")
             .insert(target.to_string(), history.clone());
         Ok(())
+    }
+}
+
+/// The store of a daemon without a lease table: the controller keeps the live histories in
+/// its own memory and nothing outlives the process, so a save copies nothing (at 10,000
+/// targets a copy of every history, made each tick, was megabytes of memory and of copying).
+/// Only the history of a target a reload removes is kept, so that a reload that adds the
+/// target again hands it back, as a store that saves every tick would.
+#[derive(Clone, Debug, Default)]
+pub struct LocalStore {
+    retired: Arc<Mutex<HashMap<String, History>>>,
+}
+
+impl LocalStore {
+    /// How many removed targets' histories are kept.
+    pub fn retired(&self) -> usize {
+        self.retired.lock().expect("store lock").len()
+    }
+}
+
+impl StateStore for LocalStore {
+    async fn load(&self, targets: &[String]) -> Result<HashMap<String, History>, AwsError> {
+        let mut m = self.retired.lock().expect("store lock");
+        Ok(targets
+            .iter()
+            .filter_map(|t| m.remove(t).map(|h| (t.clone(), h)))
+            .collect())
+    }
+    async fn save(&self, _target: &str, _history: &History) -> Result<(), AwsError> {
+        Ok(())
+    }
+    fn retire(&self, target: &str, history: History) {
+        self.retired
+            .lock()
+            .expect("store lock")
+            .insert(target.to_string(), history);
     }
 }
 
