@@ -605,6 +605,10 @@ fn validate_target(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path) -> Option<Ta
     if ctx.diags.len() > before {
         return None;
     }
+    let (mut metrics, mut policies, mut schedules) = (metrics, policies, schedules);
+    metrics.shrink_to_fit();
+    policies.shrink_to_fit();
+    schedules.shrink_to_fit();
     Some(Target {
         name,
         resource: resource?,

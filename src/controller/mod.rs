@@ -286,7 +286,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
     /// reload. A target whose check or take-over failed is decided but not acted on, and
     /// checked again on the next tick.
     async fn check_conflicts(&mut self, acting: bool) {
-        let mut keep = Vec::new();
+        let mut keep = Vec::with_capacity(self.config.targets.len());
         let mut pending = false;
         self.unverified.clear();
         for t in std::mem::take(&mut self.config.targets) {

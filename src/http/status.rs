@@ -496,6 +496,11 @@ impl State {
                 s.keep_decisions = decisions_per_target(targets.len());
                 let drop = s.decisions.len().saturating_sub(s.keep_decisions);
                 s.decisions.drain(..drop);
+                // Exactly what is kept: a deque grown one entry at a time reserves four,
+                // and an entry is a few hundred bytes before its text.
+                s.decisions.shrink_to(s.keep_decisions);
+                s.decisions
+                    .reserve_exact(s.keep_decisions - s.decisions.len());
                 s
             })
             .collect();
