@@ -579,17 +579,17 @@ fn main() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let stepped: Vec<(String, Instant)> = rt.block_on(async {
-        let (report_tx, mut report_rx) = tokio::sync::watch::channel(None);
+        let (report_tx, mut report_rx) = capstan::util::latest();
         let run = tokio::spawn(controller::run(
             ctl2,
             interval,
             stop_rx,
             reload_rx,
-            Some(report_tx),
+            vec![report_tx],
         ));
         // Two ticks to settle (first-tick conflict checks and history loads).
         for _ in 0..2 {
-            let _ = report_rx.changed().await;
+            let _ = report_rx.recv().await;
         }
         let mut stepped = Vec::new();
         let span = interval.as_secs_f64() * 3.0;

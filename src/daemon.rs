@@ -239,21 +239,20 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         return 0;
     }
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let (reports_tx, mut reports_rx) = watch::channel::<Option<Arc<TickReport>>>(None);
     // The status is recorded by its own task, so a slow metrics publication never makes it
     // miss a tick (ticks are at least 5 s apart; recording 10,000 targets takes ~0.1 s).
-    let mut status_rx = reports_tx.subscribe();
+    // Each task takes the report from its mailbox: once both are done with it, nothing
+    // holds it until the next tick.
+    let (status_tx, mut status_rx) = crate::util::latest::<Arc<TickReport>>();
+    let (publish_tx, mut publish_rx) = crate::util::latest::<Arc<TickReport>>();
     let recorder = status.clone();
     tokio::spawn(async move {
-        while status_rx.changed().await.is_ok() {
-            let report = status_rx.borrow_and_update().clone();
-            if let Some(r) = report {
-                recorder.record(&r);
-                drop(r);
-                // A tick's transient memory (readings, explanations, the report being
-                // replaced) is freed by now: give it back rather than keep the peak.
-                crate::util::release_freed_memory();
-            }
+        while let Some(r) = status_rx.recv().await {
+            recorder.record(&r);
+            drop(r);
+            // A tick's transient memory (readings, explanations, observations) is freed
+            // by now, or once the publisher is done: give it back rather than keep the peak.
+            crate::util::release_freed_memory();
         }
     });
     let signals_tx = shutdown_tx.clone();
@@ -266,11 +265,8 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         opts.dry_run,
     ));
     tokio::spawn(async move {
-        while reports_rx.changed().await.is_ok() {
-            let report = reports_rx.borrow_and_update().clone();
-            if let Some(r) = report {
-                publisher.publish(&r).await;
-            }
+        while let Some(r) = publish_rx.recv().await {
+            publisher.publish(&r).await;
         }
     });
     controller::run(
@@ -278,7 +274,7 @@ async fn drive<St: StateStore + 'static, L: Lease + 'static>(
         interval,
         shutdown_rx,
         reload_rx,
-        Some(reports_tx),
+        vec![status_tx, publish_tx],
     )
     .await;
     stop_http(&shutdown_tx, server).await;

@@ -118,6 +118,91 @@ pub fn release_freed_memory() {
     }
 }
 
+/// A mailbox for the newest of a stream of values, one per reader: a slow reader skips to
+/// the newest (as with a `watch` channel), and a value taken is no longer held by the
+/// mailbox, so a large value lives only while its reader uses it. The daemon hands each
+/// tick report to its status and metrics tasks this way: a `watch` channel kept the last
+/// report (every decision with its text) until the next tick replaced it.
+pub fn latest<T>() -> (LatestSender<T>, LatestReceiver<T>) {
+    let inner = std::sync::Arc::new(LatestInner {
+        slot: std::sync::Mutex::new(None),
+        notify: tokio::sync::Notify::new(),
+        closed: std::sync::atomic::AtomicBool::new(false),
+    });
+    (
+        LatestSender {
+            inner: inner.clone(),
+        },
+        LatestReceiver { inner },
+    )
+}
+
+struct LatestInner<T> {
+    slot: std::sync::Mutex<Option<T>>,
+    notify: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// The writing side of [`latest`]; dropping it ends the reader's [`LatestReceiver::recv`]
+/// once the last value is taken.
+pub struct LatestSender<T> {
+    inner: std::sync::Arc<LatestInner<T>>,
+}
+
+impl<T> LatestSender<T> {
+    /// Puts `value` in the mailbox, replacing (and dropping) one the reader has not taken.
+    pub fn send(&self, value: T) {
+        let old = self
+            .inner
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(value);
+        drop(old);
+        self.inner.notify.notify_one();
+    }
+}
+
+impl<T> Drop for LatestSender<T> {
+    fn drop(&mut self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner.notify.notify_one();
+    }
+}
+
+/// The reading side of [`latest`].
+pub struct LatestReceiver<T> {
+    inner: std::sync::Arc<LatestInner<T>>,
+}
+
+impl<T> LatestReceiver<T> {
+    /// Takes the newest value, waiting for one; `None` once the sender is gone and nothing
+    /// is left to take.
+    pub async fn recv(&mut self) -> Option<T> {
+        loop {
+            if let Some(v) = self.take() {
+                return Some(v);
+            }
+            if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+                // A value sent just before the close is still taken.
+                return self.take();
+            }
+            // A notification sent between the check and here is kept as a permit.
+            self.inner.notify.notified().await;
+        }
+    }
+
+    fn take(&self) -> Option<T> {
+        self.inner
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
 /// A cumulative histogram with fixed upper bounds (Prometheus semantics: `counts[i]` counts
 /// the observations `<= bounds[i]`; `count` includes those above the last bound).
 #[derive(Clone, Debug, PartialEq)]
@@ -198,5 +283,40 @@ mod tests {
         assert!(super::join_all(Vec::<std::future::Ready<()>>::new())
             .await
             .is_empty());
+    }
+
+    /// The mailbox keeps only the newest value, holds nothing once it is taken (what the
+    /// daemon's tick reports rely on to be freed), and ends after the sender is dropped,
+    /// still handing over a value sent just before.
+    #[tokio::test]
+    async fn latest_keeps_only_the_newest_until_taken() {
+        use std::sync::Arc;
+        let (tx, mut rx) = super::latest::<Arc<u32>>();
+        let first = Arc::new(1);
+        tx.send(first.clone());
+        let second = Arc::new(2);
+        tx.send(second.clone());
+        // The replaced value is dropped by the mailbox at once.
+        assert_eq!(Arc::strong_count(&first), 1);
+        let got = rx.recv().await.unwrap();
+        assert_eq!(*got, 2);
+        drop(got);
+        // Taken: only the test's own handle is left.
+        assert_eq!(Arc::strong_count(&second), 1);
+
+        // A reader waiting before the value is sent is woken.
+        let waiting = tokio::spawn(async move {
+            let v = rx.recv().await;
+            (v, rx)
+        });
+        tokio::task::yield_now().await;
+        tx.send(Arc::new(3));
+        let (v, mut rx) = waiting.await.unwrap();
+        assert_eq!(v.as_deref(), Some(&3));
+
+        tx.send(Arc::new(4));
+        drop(tx);
+        assert_eq!(rx.recv().await.as_deref(), Some(&4));
+        assert_eq!(rx.recv().await, None);
     }
 }

@@ -595,3 +595,99 @@ async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() 
         "never scales in on missing data"
     );
 }
+
+/// With `settled_refresh`, a settled target's capacity is read once a minute and reused in
+/// between; a target whose decision would change it is read again before acting, within
+/// the same tick; a target in transition is read every tick; an outside change is seen
+/// once the reading is refreshed.
+#[tokio::test]
+async fn settled_targets_reuse_their_capacity_and_are_read_again_before_acting() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    cloud.set_metric("workers", "backlog", Some(10.0));
+    // A worker still starting: in transition, never reused.
+    cloud.set_capacity_now("workers", 1);
+    cloud.set_ready("workers", 0);
+    let mut c = Controller::new(
+        cfg(r#"settled_refresh = "1m""#),
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    let observed = || cloud.calls().observed_targets;
+    let at = |k: i64| t0() + Duration::seconds(15 * k);
+    let api_decision =
+        |r: &capstan::controller::TickReport| r.result("api").unwrap().decision.clone().unwrap();
+
+    c.tick(at(0)).await;
+    assert_eq!(observed(), 2, "the first tick reads every target");
+    let r = c.tick(at(1)).await;
+    assert_eq!(observed(), 3, "tick 1: only the worker in transition");
+    let d = api_decision(&r);
+    assert_eq!(d.explanation.capacity_read_secs_ago, Some(15));
+    assert!(d.reason.contains("capacity 4 read 15s ago"), "{}", d.reason);
+
+    // A load step: decided on the reused capacity, read again, acted on in the same tick.
+    cloud.set_metric("api", "cpu", Some(100.0));
+    let r = c.tick(at(2)).await;
+    assert_eq!(
+        observed(),
+        5,
+        "tick 2: the worker and api again before acting"
+    );
+    assert_eq!(cloud.calls().sets, vec![("api".to_string(), 8)]);
+    assert_eq!(api_decision(&r).explanation.capacity_read_secs_ago, None);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    // Changed: read again on the next tick, then reused.
+    c.tick(at(3)).await;
+    assert_eq!(observed(), 7);
+
+    // Someone else sets 12: not seen while the reading of tick 3 is reused...
+    cloud.set_capacity_now("api", 12);
+    for k in 4..7 {
+        let r = c.tick(at(k)).await;
+        assert_eq!(observed(), 7 + (k as u64 - 3), "tick {k}");
+        assert_eq!(api_decision(&r).current, 8);
+        assert_eq!(
+            api_decision(&r).explanation.capacity_read_secs_ago,
+            Some(15 * (k as u64 - 3))
+        );
+    }
+    // ...a minute after it, api is read again after the tick decided (and acts on nothing),
+    let r = c.tick(at(7)).await;
+    assert_eq!(observed(), 12, "tick 7: the worker and the refresh of api");
+    assert_eq!(api_decision(&r).current, 8);
+    // and the next tick decides on what it runs now.
+    let r = c.tick(at(8)).await;
+    assert_eq!(observed(), 13);
+    assert_eq!(api_decision(&r).current, 12);
+    assert_eq!(
+        api_decision(&r).explanation.capacity_read_secs_ago,
+        Some(15)
+    );
+    assert_eq!(
+        cloud.calls().sets,
+        vec![("api".to_string(), 8)],
+        "never acted on a reused capacity"
+    );
+}
+
+/// Without `settled_refresh` (the default) every target is read every tick.
+#[tokio::test]
+async fn by_default_every_target_is_read_every_tick() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    cloud.set_metric("workers", "backlog", Some(10.0));
+    let store = MemoryStore::default();
+    let mut c = controller(&cloud, &store, Options::default());
+    for k in 0..5 {
+        let r = c.tick(t0() + Duration::seconds(15 * k)).await;
+        assert_eq!(cloud.calls().observed_targets, 2 * (k as u64 + 1));
+        let d = r.result("api").unwrap().decision.clone().unwrap();
+        assert_eq!(d.explanation.capacity_read_secs_ago, None);
+    }
+}

@@ -45,6 +45,9 @@ pub struct Global {
     pub shard: Option<Shard>,
     /// Client-side rate limits (calls per second) overriding the defaults, by API name.
     pub rate_limits: std::collections::BTreeMap<String, f64>,
+    /// How often a settled target's capacity is read again (`settled_refresh`); 0 reads
+    /// every target every tick.
+    pub settled_refresh_secs: u64,
 }
 
 /// One part of the targets, chosen by a stable hash of their names.
@@ -114,6 +117,7 @@ impl Default for Global {
             metrics_namespace: "Capstan".into(),
             shard: None,
             rate_limits: std::collections::BTreeMap::new(),
+            settled_refresh_secs: 0,
         }
     }
 }

@@ -49,6 +49,13 @@ pub struct RawGlobal {
     /// Client-side rate limits in calls per second by AWS API name, e.g.
     /// `{ DescribeServices = 10 }`, overriding the defaults.
     pub rate_limits: Option<std::collections::BTreeMap<String, f64>>,
+    /// How often the capacity of a settled target (running what it is asked to run,
+    /// nothing starting, nothing blocked, no change in flight) is read again, e.g. "1m"
+    /// (the poll interval to 1h): between reads its last reading is reused, and a target
+    /// whose decision would change its capacity is read again before anything is done.
+    /// For large fleets, whose describe calls would not fit in a tick under AWS's rate
+    /// limits. Default "off": every target is read every tick.
+    pub settled_refresh: Option<String>,
 }
 
 /// `[global.shard]`: which part of the targets this daemon manages.

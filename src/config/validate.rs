@@ -442,6 +442,27 @@ fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
             }
         }
     }
+    if let Some(v) = &raw.settled_refresh {
+        let sp = path.at("settled_refresh");
+        if v != "off" {
+            let secs = ctx.duration(&raw.settled_refresh, &sp, 0);
+            if secs != 0 && !(g.poll_interval_secs..=3600).contains(&secs) {
+                ctx.err(
+                    &sp,
+                    format!(
+                        "settled_refresh {secs}s is outside the poll interval ({}s) to 1h",
+                        g.poll_interval_secs
+                    ),
+                    Some(
+                        "a settled target is read at most once a tick: use the poll interval to 1h, or \"off\" to read every target every tick"
+                            .into(),
+                    ),
+                );
+            } else {
+                g.settled_refresh_secs = secs;
+            }
+        }
+    }
     if let Some(l) = &raw.lease {
         let lp = path.at("lease");
         g.lease.enabled = l.enabled.unwrap_or(false);

@@ -129,6 +129,9 @@ pub struct Controller<S, A, St, L> {
     unverified: HashMap<String, String>,
     /// The last good reading of each metric with a `poll_every`, reused between its reads.
     cadence: Cadence,
+    /// With `settled_refresh`: the last capacity reading of each settled target and when
+    /// it was taken, reused until it is due again.
+    settled: HashMap<String, (CapacityState, DateTime<Utc>)>,
 }
 
 impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
@@ -159,6 +162,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             conflicts_pending: true,
             unverified: HashMap::new(),
             cadence: Cadence::default(),
+            settled: HashMap::new(),
         }
     }
 
@@ -259,6 +263,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         self.options.dry_run = self.cli_dry_run || config.global.dry_run;
         self.conflicts_pending = true;
         self.unverified.clear();
+        // A target's resource may be another one now: read every target afresh.
+        self.settled.clear();
         let names: std::collections::HashSet<&str> =
             config.targets.iter().map(|t| t.name.as_str()).collect();
         let removed: Vec<String> = self
@@ -357,6 +363,46 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         }
     }
 
+    /// Reads again, after the tick has acted, the settled targets whose reused capacity is
+    /// `refresh` seconds old or more: the oldest first, at most the share of the fleet that
+    /// reads each target about once per `refresh` (so targets read together at start
+    /// spread out). A reading that is no longer settled is dropped: that target is read
+    /// before it is decided next tick.
+    async fn refresh_settled(
+        actuator: &A,
+        settled: &mut HashMap<String, (CapacityState, DateTime<Utc>)>,
+        targets: &[&Target],
+        state_age: &[Option<u64>],
+        (interval, refresh): (u64, u64),
+        now: DateTime<Utc>,
+    ) {
+        let interval = interval.max(1);
+        let share = (targets.len() as u64 * interval).div_ceil(refresh) as usize;
+        let mut due: Vec<(u64, usize)> = state_age
+            .iter()
+            .enumerate()
+            .filter_map(|(i, age)| age.filter(|a| *a >= refresh).map(|a| (a, i)))
+            .filter(|(_, i)| settled.contains_key(&targets[*i].name))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        due.truncate(share.max(1));
+        let batch: Vec<&Target> = due.iter().map(|(_, i)| targets[*i]).collect();
+        let states = actuator.observe(&batch, now).await;
+        for (t, s) in batch.iter().zip(states) {
+            match s {
+                Ok(s) if is_settled(&s) => {
+                    settled.insert(t.name.clone(), (s, now));
+                }
+                _ => {
+                    settled.remove(&t.name);
+                }
+            }
+        }
+    }
+
     /// One round: lease, observe, decide, act, record.
     pub async fn tick(&mut self, now: DateTime<Utc>) -> TickReport {
         let started = Instant::now();
@@ -387,6 +433,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             self.histories.clear();
             self.loaded = false;
             self.conflicts_pending = true;
+            self.settled.clear();
         }
         self.was_leader = leader;
         let acting = leader && !self.options.dry_run;
@@ -408,8 +455,20 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             now,
             self.config.global.poll_interval_secs,
         );
-        let (states, mut readings) = tokio::join!(
-            self.actuator.observe(&targets, now),
+        // With `settled_refresh`, a settled target's last capacity reading is reused until
+        // it is due again; the others (all of them without it) are read now, while the
+        // metrics are.
+        let refresh = self.config.global.settled_refresh_secs;
+        if refresh == 0 {
+            self.settled.clear();
+        }
+        let n = targets.len();
+        let first: Vec<usize> = (0..n)
+            .filter(|&i| !self.settled.contains_key(&targets[i].name))
+            .collect();
+        let first_targets: Vec<&Target> = first.iter().map(|&i| targets[i]).collect();
+        let (fresh, mut readings) = tokio::join!(
+            self.actuator.observe(&first_targets, now),
             self.source.read(&requests, now)
         );
         self.cadence.record(&requests, &readings, now);
@@ -418,24 +477,27 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         for r in &readings {
             by_metric.insert((r.target.as_str(), r.metric.as_str()), r);
         }
+        let mut states: Vec<Option<Result<CapacityState, AwsError>>> =
+            (0..n).map(|_| None).collect();
+        // How long ago a reused capacity was read; `None` when read this tick.
+        let mut state_age: Vec<Option<u64>> = vec![None; n];
+        for (&i, s) in first.iter().zip(fresh) {
+            states[i] = Some(s);
+        }
+        for i in 0..n {
+            if states[i].is_none() {
+                if let Some((s, at)) = self.settled.get(&targets[i].name) {
+                    states[i] = Some(Ok(s.clone()));
+                    state_age[i] = Some((now - *at).num_seconds().max(0) as u64);
+                }
+            }
+        }
 
         // Decide every target.
-        let mut results = Vec::with_capacity(targets.len());
-        let mut to_act: Vec<(usize, &Target, u32, CapacityState)> = Vec::new();
         let no_history = History::default();
-        for (t, state) in targets.iter().zip(states) {
-            let state = match state {
-                Ok(s) => s,
-                Err(e) => {
-                    results.push(TargetResult {
-                        target: t.name.clone(),
-                        decision: None,
-                        outcome: None,
-                        error: Some(e),
-                    });
-                    continue;
-                }
-            };
+        let forecasts = &self.forecasts;
+        let histories = &self.histories;
+        let decide_one = |t: &Target, state: &CapacityState, state_age: Option<u64>| {
             let mut obs = Observation::new(now, state.desired);
             obs.ready = Some(state.ready);
             obs.scale_in_blocked = state.scale_in_blocked.clone();
@@ -445,8 +507,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     .and_then(|r| r.sample);
                 obs.metrics.insert(m.name.clone(), sample);
             }
-            obs.forecast = self.forecasts.get(&t.name).cloned();
-            let mut d = policy::decide(t, &obs, self.histories.get(&t.name).unwrap_or(&no_history));
+            obs.forecast = forecasts.get(&t.name).cloned();
+            let mut d = policy::decide(t, &obs, histories.get(&t.name).unwrap_or(&no_history));
             // The explanation says which values were reused, and when they were read.
             for (m, line) in t.metrics.iter().zip(d.explanation.metrics.iter_mut()) {
                 if let Some(read_at) = by_metric
@@ -454,6 +516,85 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     .and_then(|r| r.reused_read_at)
                 {
                     line.read_secs_ago = Some((now - read_at).num_seconds().max(0) as u64);
+                }
+            }
+            if let Some(age) = state_age {
+                d.explanation.capacity_read_secs_ago = Some(age);
+                if !d.reason.is_empty() {
+                    d.reason.push_str(&format!(
+                        "; capacity {} read {age}s ago (settled)",
+                        d.current
+                    ));
+                }
+            }
+            d
+        };
+        let mut decisions: Vec<Option<Decision>> = (0..n)
+            .map(|i| match &states[i] {
+                Some(Ok(state)) => Some(decide_one(targets[i], state, state_age[i])),
+                _ => None,
+            })
+            .collect();
+        // A reused capacity is never acted on: a target whose decision would change it is
+        // read again and decided on what it runs now.
+        let recheck: Vec<usize> = (0..n)
+            .filter(|&i| {
+                state_age[i].is_some()
+                    && decisions[i]
+                        .as_ref()
+                        .is_some_and(|d| d.desired != d.current)
+            })
+            .collect();
+        if !recheck.is_empty() {
+            let again: Vec<&Target> = recheck.iter().map(|&i| targets[i]).collect();
+            let again = self.actuator.observe(&again, now).await;
+            for (&i, s) in recheck.iter().zip(again) {
+                state_age[i] = None;
+                decisions[i] = s.as_ref().ok().map(|st| decide_one(targets[i], st, None));
+                states[i] = Some(s);
+            }
+        }
+
+        let mut results = Vec::with_capacity(n);
+        let mut to_act: Vec<(usize, &Target, u32, CapacityState)> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            let state = match states[i].take() {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    self.settled.remove(&t.name);
+                    results.push(TargetResult {
+                        target: t.name.clone(),
+                        decision: None,
+                        outcome: None,
+                        error: Some(e),
+                    });
+                    continue;
+                }
+                None => {
+                    results.push(TargetResult {
+                        target: t.name.clone(),
+                        decision: None,
+                        outcome: None,
+                        error: Some(AwsError::new(
+                            crate::aws::ErrorClass::Transient,
+                            "capstan",
+                            "Observe",
+                            &t.name,
+                            "no capacity reading",
+                        )),
+                    });
+                    continue;
+                }
+            };
+            let Some(d) = decisions[i].take() else {
+                continue;
+            };
+            if refresh > 0 && state_age[i].is_none() {
+                // Read this tick: reused later only while it stays settled.
+                if is_settled(&state) {
+                    self.settled.insert(t.name.clone(), (state.clone(), now));
+                } else {
+                    self.settled.remove(&t.name);
                 }
             }
             let outcome = if d.desired == d.current {
@@ -479,6 +620,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     why: "the lease is about to expire: not acting".into(),
                 })
             } else {
+                // In transition from now on: read again next tick.
+                self.settled.remove(&t.name);
                 to_act.push((results.len(), t, d.desired, state));
                 None
             };
@@ -517,6 +660,18 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         .await;
         for ((i, ..), outcome) in to_act.iter().zip(outcomes) {
             results[*i].outcome = Some(outcome);
+        }
+        if refresh > 0 {
+            let interval = self.config.global.poll_interval_secs;
+            Self::refresh_settled(
+                &self.actuator,
+                &mut self.settled,
+                &targets,
+                &state_age,
+                (interval, refresh),
+                now,
+            )
+            .await;
         }
 
         // Record and persist histories; log. `results` are in the order of `targets`.
@@ -580,6 +735,12 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
     }
 }
 
+/// Whether a resource runs what it is asked to, with nothing starting, blocked or in
+/// flight: only such a reading is reused (`settled_refresh`).
+pub fn is_settled(s: &CapacityState) -> bool {
+    s.ready == s.desired && s.pending == 0 && s.scale_in_blocked.is_none() && !s.change_in_flight
+}
+
 fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
     let outcome_text = match outcome {
         None => "none".to_string(),
@@ -626,14 +787,15 @@ pub fn start_jitter(interval: Duration) -> Duration {
 
 /// Drives ticks every `interval` until `shutdown` turns true; new configs arriving on
 /// `reload` are swapped in between ticks. Late ticks are skipped, never queued. Each report
-/// is sent to `reports` when given (the HTTP endpoints read them), shared, not copied, by
-/// its readers. On shutdown the lease is released.
+/// is handed to every mailbox in `reports` (the HTTP status and the metrics publisher read
+/// them), shared, not copied, and held by nobody once its readers are done with it. On
+/// shutdown the lease is released.
 pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease>(
     mut controller: Controller<S, A, St, L>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
     mut reload: mpsc::Receiver<Config>,
-    reports: Option<watch::Sender<Option<Arc<TickReport>>>>,
+    reports: Vec<crate::util::LatestSender<Arc<TickReport>>>,
 ) -> Controller<S, A, St, L> {
     // Jitter the first tick so replicas and shards started together spread their calls.
     let start = tokio::time::Instant::now() + start_jitter(interval);
@@ -661,8 +823,11 @@ pub async fn run<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Leas
         for e in &report.store_errors {
             tracing::warn!(error = %e, "history store");
         }
-        if let Some(tx) = &reports {
-            let _ = tx.send(Some(Arc::new(report)));
+        if !reports.is_empty() {
+            let report = Arc::new(report);
+            for tx in &reports {
+                tx.send(report.clone());
+            }
         }
     }
     if let Err(e) = controller.release().await {

@@ -48,6 +48,11 @@ pub struct Explanation {
     pub forecast: Option<ForecastLine>,
     /// Each rule that changed or held the value, in the order applied.
     pub steps: Vec<StepLine>,
+    /// Set when the current capacity was not read this tick but reused (a settled target
+    /// under `settled_refresh`): how long ago it was read. The core leaves it empty; the
+    /// controller fills it in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_read_secs_ago: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
