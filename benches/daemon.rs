@@ -18,7 +18,9 @@
 //! `UNLIMITED=1` lifts the client-side rate limits (to see capstan's own share of the
 //! reaction time); `TICKS=n` the ticks of part 1; `STEPS=n` the load steps of part 2 (0
 //! skips it); `POLL_EVERY_RPS=1m` gives the web services' request metric that
-//! `poll_every` (the controller then reads it only when due: fewer metrics requested).
+//! `poll_every` (the controller then reads it only when due: fewer metrics requested);
+//! `SETTLED_REFRESH=1m` sets `[global] settled_refresh` (a settled target's capacity is
+//! read again only that often, and before any change).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,12 +47,16 @@ const GMD_PER_METRIC: f64 = 0.01 / 1000.0;
 const SQS_PER_REQUEST: f64 = 0.40 / 1_000_000.0;
 const TICKS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0 / 15.0;
 
-/// `rps_poll_every`: a `poll_every` for the web services' request metric (`POLL_EVERY_RPS`).
-fn config_text(n: usize, rps_poll_every: Option<&str>) -> String {
+/// `rps_poll_every`: a `poll_every` for the web services' request metric (`POLL_EVERY_RPS`);
+/// `settled_refresh`: the global setting (`SETTLED_REFRESH`).
+fn config_text(n: usize, rps_poll_every: Option<&str>, settled_refresh: Option<&str>) -> String {
     let rps_cadence = rps_poll_every
         .map(|d| format!("poll_every = \"{d}\"\n"))
         .unwrap_or_default();
     let mut text = String::from("[global]\npoll_interval = \"15s\"\nhttp_listen = \"off\"\n");
+    if let Some(r) = settled_refresh {
+        text.push_str(&format!("settled_refresh = \"{r}\"\n"));
+    }
     for i in 0..n {
         let cluster = format!("c{}", i % 20);
         let t = match i % 10 {
@@ -390,8 +396,12 @@ fn main() {
         .expect("runtime");
     let rss_start = status_kib("VmRSS");
     let rps_poll_every = std::env::var("POLL_EVERY_RPS").ok();
-    let cfg = config::from_str("bench.toml", &config_text(n, rps_poll_every.as_deref()))
-        .unwrap_or_else(|d| panic!("bench config: {}", d[0]));
+    let settled_refresh = std::env::var("SETTLED_REFRESH").ok();
+    let cfg = config::from_str(
+        "bench.toml",
+        &config_text(n, rps_poll_every.as_deref(), settled_refresh.as_deref()),
+    )
+    .unwrap_or_else(|d| panic!("bench config: {}", d[0]));
     // As the daemon does after loading its config.
     let hwm_parse = status_kib("VmHWM");
     capstan::util::release_freed_memory();
@@ -408,12 +418,13 @@ fn main() {
         k
     });
     println!(
-        "daemon bench: {n} targets ({} ECS web services, {} ASGs, {} SQS workers), 20-80 ms per call, rate limits {}, request metric poll_every {}",
+        "daemon bench: {n} targets ({} ECS web services, {} ASGs, {} SQS workers), 20-80 ms per call, rate limits {}, request metric poll_every {}, settled_refresh {}",
         kinds[0],
         kinds[1],
         kinds[2],
         if unlimited { "lifted" } else { "on (defaults)" },
-        rps_poll_every.as_deref().unwrap_or("none (every tick)")
+        rps_poll_every.as_deref().unwrap_or("none (every tick)"),
+        settled_refresh.as_deref().unwrap_or("off (every target every tick)")
     );
 
     // Part 1: ticks back to back on a simulated 15 s clock.
@@ -563,8 +574,10 @@ fn main() {
         std::process::exit(0);
     }
     // Part 2: the real loop, load steps at random moments.
-    let cfg = ctl.config().clone();
+    let mut cfg = ctl.config().clone();
     let interval = Duration::from_secs(5);
+    // The loop's interval (settled_refresh reads its share of the fleet per interval).
+    cfg.global.poll_interval_secs = interval.as_secs();
     let fake2 = FakeCloud::new();
     set_load(&fake2, &cfg, 0);
     let shaped2 = Shaped::new(fake2.clone());
