@@ -16,10 +16,12 @@ use crate::policy::Action;
 /// Datums per `PutMetricData` call (the API allows 1000).
 pub const DATUMS_PER_CALL: usize = 500;
 
-/// One value of one metric for one target.
+/// One value of one metric for one target; the name is borrowed from the tick report
+/// (at 10,000 targets a tick has 70,000 points: a copy of the name in each was a tenth of
+/// a tick's peak memory).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Point {
-    pub target: String,
+pub struct Point<'a> {
+    pub target: &'a str,
     pub name: &'static str,
     pub value: f64,
     pub unit: &'static str,
@@ -27,14 +29,16 @@ pub struct Point {
 }
 
 /// The metrics of a tick (pure).
-pub fn points(report: &TickReport) -> Vec<Point> {
-    let mut out = Vec::new();
+pub fn points(report: &TickReport) -> Vec<Point<'_>> {
+    // Seven points per decided target, more with a forecast or a failure: reserved once
+    // instead of grown by doubling (and copied) up to the fleet's size.
+    let mut out = Vec::with_capacity(report.results.len() * 7 + 16);
     for r in &report.results {
         let mut push = |name: &'static str, value: f64, unit: &'static str| {
             // CloudWatch refuses a whole call for one NaN or infinite value.
             if value.is_finite() {
                 out.push(Point {
-                    target: r.target.clone(),
+                    target: &r.target,
                     name,
                     value,
                     unit,
@@ -86,10 +90,10 @@ pub fn points(report: &TickReport) -> Vec<Point> {
 }
 
 /// Groups points into EMF log lines, one per target.
-pub fn emf_lines(namespace: &str, points: &[Point]) -> Vec<String> {
+pub fn emf_lines(namespace: &str, points: &[Point<'_>]) -> Vec<String> {
     let mut by_target: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
     for p in points {
-        by_target.entry(p.target.as_str()).or_default().push(p);
+        by_target.entry(p.target).or_default().push(p);
     }
     by_target
         .into_iter()
@@ -130,7 +134,7 @@ impl CloudWatchPublisher {
     }
 
     /// Returns the number of calls made.
-    pub async fn publish(&self, points: &[Point]) -> Result<usize, AwsError> {
+    pub async fn publish(&self, points: &[Point<'_>]) -> Result<usize, AwsError> {
         let mut calls = 0;
         for chunk in points.chunks(DATUMS_PER_CALL) {
             let data: Vec<MetricDatum> = chunk
@@ -138,7 +142,7 @@ impl CloudWatchPublisher {
                 .map(|p| {
                     MetricDatum::builder()
                         .metric_name(p.name)
-                        .dimensions(Dimension::builder().name("Target").value(&p.target).build())
+                        .dimensions(Dimension::builder().name("Target").value(p.target).build())
                         .value(p.value)
                         .unit(if p.unit == "Count" {
                             StandardUnit::Count
@@ -222,7 +226,8 @@ mod tests {
 
     #[test]
     fn points_cover_capacity_decisions_and_failures() {
-        let ps = points(&report());
+        let r = report();
+        let ps = points(&r);
         let get = |t: &str, n: &str| {
             ps.iter()
                 .find(|p| p.target == t && p.name == n)
