@@ -596,10 +596,11 @@ async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() 
     );
 }
 
-/// With `settled_refresh`, a settled target's capacity is read once a minute and reused in
-/// between; a target whose decision would change it is read again before acting, within
-/// the same tick; a target in transition is read every tick; an outside change is seen
-/// once the reading is refreshed.
+/// With `settled_refresh`, a settled target's capacity is reused until it is due (first
+/// at a point of the minute its name hashes to, then a minute after each read); a target
+/// whose decision would change it is read again before acting, within the same tick, and
+/// decided on the fresh reading; a target in transition is read every tick; an outside
+/// change is seen once the reading is due.
 #[tokio::test]
 async fn settled_targets_reuse_their_capacity_and_are_read_again_before_acting() {
     let cloud = FakeCloud::new();
@@ -621,58 +622,122 @@ async fn settled_targets_reuse_their_capacity_and_are_read_again_before_acting()
     let at = |k: i64| t0() + Duration::seconds(15 * k);
     let api_decision =
         |r: &capstan::controller::TickReport| r.result("api").unwrap().decision.clone().unwrap();
+    // When api, first cached at some tick, is next read: 1 to 60 s later, by its name.
+    let first_due = 1 + i64::from(capstan::config::Shard::of("api", 60));
+    let due_tick = |cached_at: i64| (15 * cached_at + first_due + 14) / 15;
 
     c.tick(at(0)).await;
     assert_eq!(observed(), 2, "the first tick reads every target");
+    // The name hash (pinned, stable across releases) puts api's first read again at 48 s:
+    // ticks 1 and 2 reuse the reading of tick 0.
+    assert_eq!(first_due, 48);
     let r = c.tick(at(1)).await;
     assert_eq!(observed(), 3, "tick 1: only the worker in transition");
     let d = api_decision(&r);
     assert_eq!(d.explanation.capacity_read_secs_ago, Some(15));
     assert!(d.reason.contains("capacity 4 read 15s ago"), "{}", d.reason);
 
-    // A load step: decided on the reused capacity, read again, acted on in the same tick.
+    // Someone else sets 6 and the load doubles in the same tick: decided on the reused 4,
+    // read again, decided and acted on from the 6 it runs now.
+    let before = observed();
+    cloud.set_capacity_now("api", 6);
     cloud.set_metric("api", "cpu", Some(100.0));
     let r = c.tick(at(2)).await;
     assert_eq!(
-        observed(),
-        5,
-        "tick 2: the worker and api again before acting"
+        observed() - before,
+        2,
+        "tick 2: the worker, and api before acting"
     );
-    assert_eq!(cloud.calls().sets, vec![("api".to_string(), 8)]);
-    assert_eq!(api_decision(&r).explanation.capacity_read_secs_ago, None);
+    assert_eq!(cloud.calls().sets, vec![("api".to_string(), 12)]);
+    let d = api_decision(&r);
+    assert_eq!((d.current, d.desired), (6, 12));
+    assert_eq!(d.explanation.capacity_read_secs_ago, None);
     cloud.set_metric("api", "cpu", Some(50.0));
-    // Changed: read again on the next tick, then reused.
+    // Changed: read again on the next tick (cached anew), then reused until due.
+    let before = observed();
     c.tick(at(3)).await;
-    assert_eq!(observed(), 7);
+    assert_eq!(observed() - before, 2);
 
-    // Someone else sets 12: not seen while the reading of tick 3 is reused...
-    cloud.set_capacity_now("api", 12);
-    for k in 4..7 {
+    // Someone else sets 16: not seen while the reading of tick 3 is reused...
+    cloud.set_capacity_now("api", 16);
+    let seen = due_tick(3);
+    for k in 4..seen {
+        let before = observed();
         let r = c.tick(at(k)).await;
-        assert_eq!(observed(), 7 + (k as u64 - 3), "tick {k}");
-        assert_eq!(api_decision(&r).current, 8);
+        assert_eq!(observed() - before, 1, "tick {k}: the worker only");
+        assert_eq!(api_decision(&r).current, 12);
         assert_eq!(
             api_decision(&r).explanation.capacity_read_secs_ago,
             Some(15 * (k as u64 - 3))
         );
     }
-    // ...a minute after it, api is read again after the tick decided (and acts on nothing),
-    let r = c.tick(at(7)).await;
-    assert_eq!(observed(), 12, "tick 7: the worker and the refresh of api");
-    assert_eq!(api_decision(&r).current, 8);
-    // and the next tick decides on what it runs now.
-    let r = c.tick(at(8)).await;
-    assert_eq!(observed(), 13);
-    assert_eq!(api_decision(&r).current, 12);
-    assert_eq!(
-        api_decision(&r).explanation.capacity_read_secs_ago,
-        Some(15)
-    );
+    // ...and read with the metrics once due, never older than the minute.
+    let before = observed();
+    let r = c.tick(at(seen)).await;
+    assert_eq!(observed() - before, 2, "tick {seen}: due again");
+    assert_eq!(api_decision(&r).current, 16);
+    assert_eq!(api_decision(&r).explanation.capacity_read_secs_ago, None);
+    // From then on a minute after each read.
+    for k in seen + 1..seen + 4 {
+        let before = observed();
+        let r = c.tick(at(k)).await;
+        assert_eq!(observed() - before, 1, "tick {k}");
+        assert_eq!(api_decision(&r).current, 16);
+    }
+    let before = observed();
+    c.tick(at(seen + 4)).await;
+    assert_eq!(observed() - before, 2, "a minute after the last read");
     assert_eq!(
         cloud.calls().sets,
-        vec![("api".to_string(), 8)],
+        vec![("api".to_string(), 12)],
         "never acted on a reused capacity"
     );
+
+    // A read again that fails: no action, an error for the target, the reuse dropped.
+    cloud.set_metric("api", "cpu", Some(100.0));
+    cloud.fail("api", true, false, false);
+    let r = c.tick(at(seen + 5)).await;
+    let api = r.result("api").unwrap();
+    assert!(api.decision.is_none() && api.error.is_some(), "{api:?}");
+    cloud.fail("api", false, false, false);
+    let before = observed();
+    let r = c.tick(at(seen + 6)).await;
+    assert_eq!(observed() - before, 2, "api read with the metrics again");
+    assert_eq!(api_decision(&r).explanation.capacity_read_secs_ago, None);
+    assert_eq!(cloud.calls().sets.len(), 2, "{:?}", cloud.calls().sets);
+}
+
+/// A reading that shows a block (a deployment, a drain) is never reused, and a reload
+/// drops every reused reading.
+#[tokio::test]
+async fn blocked_targets_are_read_every_tick_and_a_reload_reads_all_again() {
+    let cloud = FakeCloud::new();
+    cloud.set_capacity_now("api", 4);
+    cloud.set_metric("api", "cpu", Some(50.0));
+    cloud.set_metric("workers", "backlog", Some(10.0));
+    cloud.block_scale_in("workers", Some("deployment in progress"));
+    let mut c = Controller::new(
+        cfg(r#"settled_refresh = "10m""#),
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    let observed = || cloud.calls().observed_targets;
+    c.tick(t0()).await;
+    assert_eq!(observed(), 2);
+    for k in 1..4 {
+        c.tick(t0() + Duration::seconds(15 * k)).await;
+        assert_eq!(
+            observed(),
+            2 + k as u64,
+            "tick {k}: only the blocked worker"
+        );
+    }
+    c.reload(cfg(r#"settled_refresh = "10m""#));
+    c.tick(t0() + Duration::seconds(60)).await;
+    assert_eq!(observed(), 7, "after a reload every target is read");
 }
 
 /// Without `settled_refresh` (the default) every target is read every tick.

@@ -51,7 +51,7 @@ pub struct RawGlobal {
     pub rate_limits: Option<std::collections::BTreeMap<String, f64>>,
     /// How often the capacity of a settled target (running what it is asked to run,
     /// nothing starting, nothing blocked, no change in flight) is read again, e.g. "1m"
-    /// (the poll interval to 1h): between reads its last reading is reused, and a target
+    /// (the poll interval to 1h): until then its last reading is reused, and a target
     /// whose decision would change its capacity is read again before anything is done.
     /// For large fleets, whose describe calls would not fit in a tick under AWS's rate
     /// limits. Default "off": every target is read every tick.

@@ -129,9 +129,20 @@ pub struct Controller<S, A, St, L> {
     unverified: HashMap<String, String>,
     /// The last good reading of each metric with a `poll_every`, reused between its reads.
     cadence: Cadence,
-    /// With `settled_refresh`: the last capacity reading of each settled target and when
-    /// it was taken, reused until it is due again.
-    settled: HashMap<String, (CapacityState, DateTime<Utc>)>,
+    /// With `settled_refresh`: the last capacity reading of each settled target, reused
+    /// until it is due to be read again.
+    settled: HashMap<String, SettledReading>,
+}
+
+/// A settled target's last capacity reading (`settled_refresh`).
+#[derive(Clone, Debug)]
+struct SettledReading {
+    state: CapacityState,
+    read_at: DateTime<Utc>,
+    /// When it is read again: `settled_refresh` after the read, or, for a target cached for
+    /// the first time, at a point spread over that span by a hash of its name, so that
+    /// targets read together (at start, after a reload) do not all fall due together.
+    due: DateTime<Utc>,
 }
 
 impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controller<S, A, St, L> {
@@ -363,46 +374,6 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         }
     }
 
-    /// Reads again, after the tick has acted, the settled targets whose reused capacity is
-    /// `refresh` seconds old or more: the oldest first, at most the share of the fleet that
-    /// reads each target about once per `refresh` (so targets read together at start
-    /// spread out). A reading that is no longer settled is dropped: that target is read
-    /// before it is decided next tick.
-    async fn refresh_settled(
-        actuator: &A,
-        settled: &mut HashMap<String, (CapacityState, DateTime<Utc>)>,
-        targets: &[&Target],
-        state_age: &[Option<u64>],
-        (interval, refresh): (u64, u64),
-        now: DateTime<Utc>,
-    ) {
-        let interval = interval.max(1);
-        let share = (targets.len() as u64 * interval).div_ceil(refresh) as usize;
-        let mut due: Vec<(u64, usize)> = state_age
-            .iter()
-            .enumerate()
-            .filter_map(|(i, age)| age.filter(|a| *a >= refresh).map(|a| (a, i)))
-            .filter(|(_, i)| settled.contains_key(&targets[*i].name))
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        due.truncate(share.max(1));
-        let batch: Vec<&Target> = due.iter().map(|(_, i)| targets[*i]).collect();
-        let states = actuator.observe(&batch, now).await;
-        for (t, s) in batch.iter().zip(states) {
-            match s {
-                Ok(s) if is_settled(&s) => {
-                    settled.insert(t.name.clone(), (s, now));
-                }
-                _ => {
-                    settled.remove(&t.name);
-                }
-            }
-        }
-    }
-
     /// One round: lease, observe, decide, act, record.
     pub async fn tick(&mut self, now: DateTime<Utc>) -> TickReport {
         let started = Instant::now();
@@ -456,15 +427,19 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             self.config.global.poll_interval_secs,
         );
         // With `settled_refresh`, a settled target's last capacity reading is reused until
-        // it is due again; the others (all of them without it) are read now, while the
-        // metrics are.
+        // it is due; the others (all of them without it) are read now, while the metrics
+        // are.
         let refresh = self.config.global.settled_refresh_secs;
         if refresh == 0 {
             self.settled.clear();
         }
         let n = targets.len();
         let first: Vec<usize> = (0..n)
-            .filter(|&i| !self.settled.contains_key(&targets[i].name))
+            .filter(|&i| {
+                self.settled
+                    .get(&targets[i].name)
+                    .is_none_or(|s| s.due <= now)
+            })
             .collect();
         let first_targets: Vec<&Target> = first.iter().map(|&i| targets[i]).collect();
         let (fresh, mut readings) = tokio::join!(
@@ -486,9 +461,9 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         }
         for i in 0..n {
             if states[i].is_none() {
-                if let Some((s, at)) = self.settled.get(&targets[i].name) {
-                    states[i] = Some(Ok(s.clone()));
-                    state_age[i] = Some((now - *at).num_seconds().max(0) as u64);
+                if let Some(s) = self.settled.get(&targets[i].name) {
+                    states[i] = Some(Ok(s.state.clone()));
+                    state_age[i] = Some((now - s.read_at).num_seconds().max(0) as u64);
                 }
             }
         }
@@ -587,12 +562,35 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 }
             };
             let Some(d) = decisions[i].take() else {
+                // Not reached: every target with a state was decided above.
+                results.push(TargetResult {
+                    target: t.name.clone(),
+                    decision: None,
+                    outcome: None,
+                    error: Some(AwsError::new(
+                        crate::aws::ErrorClass::Transient,
+                        "capstan",
+                        "Decide",
+                        &t.name,
+                        "not decided",
+                    )),
+                });
                 continue;
             };
             if refresh > 0 && state_age[i].is_none() {
                 // Read this tick: reused later only while it stays settled.
                 if is_settled(&state) {
-                    self.settled.insert(t.name.clone(), (state.clone(), now));
+                    let due = if self.settled.contains_key(&t.name) {
+                        now + chrono::Duration::seconds(refresh as i64)
+                    } else {
+                        now + chrono::Duration::seconds(first_refresh_in(&t.name, refresh) as i64)
+                    };
+                    let reading = SettledReading {
+                        state: state.clone(),
+                        read_at: now,
+                        due,
+                    };
+                    self.settled.insert(t.name.clone(), reading);
                 } else {
                     self.settled.remove(&t.name);
                 }
@@ -618,6 +616,11 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             } else if act_until.is_some_and(|until| Instant::now() >= until) {
                 Some(Outcome::Skipped {
                     why: "the lease is about to expire: not acting".into(),
+                })
+            } else if state_age[i].is_some() {
+                // Not reached: such a target was read again above. Never act on it.
+                Some(Outcome::Skipped {
+                    why: "capacity not read this tick".into(),
                 })
             } else {
                 // In transition from now on: read again next tick.
@@ -660,18 +663,6 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         .await;
         for ((i, ..), outcome) in to_act.iter().zip(outcomes) {
             results[*i].outcome = Some(outcome);
-        }
-        if refresh > 0 {
-            let interval = self.config.global.poll_interval_secs;
-            Self::refresh_settled(
-                &self.actuator,
-                &mut self.settled,
-                &targets,
-                &state_age,
-                (interval, refresh),
-                now,
-            )
-            .await;
         }
 
         // Record and persist histories; log. `results` are in the order of `targets`.
@@ -733,6 +724,13 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             elapsed_ms: started.elapsed().as_millis() as u64,
         }
     }
+}
+
+/// Seconds until a target cached for the first time is read again: from 1 to `refresh`,
+/// by a stable hash of its name.
+fn first_refresh_in(name: &str, refresh: u64) -> u64 {
+    let span = u32::try_from(refresh).unwrap_or(u32::MAX).max(1);
+    1 + u64::from(crate::config::Shard::of(name, span))
 }
 
 /// Whether a resource runs what it is asked to, with nothing starting, blocked or in
