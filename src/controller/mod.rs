@@ -434,13 +434,27 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             self.settled.clear();
         }
         let n = targets.len();
-        let first: Vec<usize> = (0..n)
-            .filter(|&i| {
-                self.settled
-                    .get(&targets[i].name)
-                    .is_none_or(|s| s.due <= now)
-            })
-            .collect();
+        // Due readings are read again, the longest due first, at most the share of the fleet
+        // that reads each target about once per settled_refresh: after a start, a reload or
+        // a long tick the backlog drains at that pace instead of filling one tick with
+        // describes (the calls a load step's read-again must not queue behind).
+        let mut first: Vec<usize> = Vec::new();
+        let mut due: Vec<(DateTime<Utc>, usize)> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            match self.settled.get(&t.name) {
+                None => first.push(i),
+                Some(s) if s.due <= now => due.push((s.due, i)),
+                Some(_) => {}
+            }
+        }
+        if !due.is_empty() {
+            let interval = self.config.global.poll_interval_secs.max(1);
+            let share = (n as u64 * interval).div_ceil(refresh.max(1)) as usize;
+            due.sort_unstable();
+            due.truncate(share.max(1));
+            first.extend(due.iter().map(|(_, i)| *i));
+            first.sort_unstable();
+        }
         let first_targets: Vec<&Target> = first.iter().map(|&i| targets[i]).collect();
         let (fresh, mut readings) = tokio::join!(
             self.actuator.observe(&first_targets, now),
