@@ -16,9 +16,8 @@ use crate::policy::Action;
 /// Datums per `PutMetricData` call (the API allows 1000).
 pub const DATUMS_PER_CALL: usize = 500;
 
-/// One value of one metric for one target; the name is borrowed from the tick report
-/// (at 10,000 targets a tick has 70,000 points: a copy of the name in each was a tenth of
-/// a tick's peak memory).
+/// One value of one metric for one target; the name is borrowed from the tick report (at
+/// 10,000 targets a tick has 70,000 points, which each copied it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point<'a> {
     pub target: &'a str,

@@ -53,6 +53,21 @@ target_per_unit = 10
     config::from_str("test.toml", &text).unwrap_or_else(|d| panic!("{}", d[0]))
 }
 
+/// A controller over the fake cloud with `config`, an in-memory store, sole leader.
+fn on_fake(
+    cloud: &FakeCloud,
+    config: Config,
+) -> Controller<FakeCloud, FakeCloud, MemoryStore, SoleLeader> {
+    Controller::new(
+        config,
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    )
+}
+
 fn t0() -> DateTime<Utc> {
     "2026-11-27T10:00:00Z".parse().unwrap()
 }
@@ -526,14 +541,7 @@ async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() 
     cloud.set_metric("workers", "backlog", Some(10.0));
     let mut config = cfg("");
     config.targets[0].metrics[0].poll_every_secs = Some(60);
-    let mut c = Controller::new(
-        config,
-        cloud.clone(),
-        cloud.clone(),
-        MemoryStore::default(),
-        SoleLeader,
-        Options::default(),
-    );
+    let mut c = on_fake(&cloud, config);
     let reads = || cloud.calls().read_requests;
     // Tick 0 reads both metrics; ticks 1-3 only the queue (cpu reused).
     let r = c.tick(t0()).await;
@@ -610,14 +618,7 @@ async fn settled_targets_reuse_their_capacity_and_are_read_again_before_acting()
     // A worker still starting: in transition, never reused.
     cloud.set_capacity_now("workers", 1);
     cloud.set_ready("workers", 0);
-    let mut c = Controller::new(
-        cfg(r#"settled_refresh = "1m""#),
-        cloud.clone(),
-        cloud.clone(),
-        MemoryStore::default(),
-        SoleLeader,
-        Options::default(),
-    );
+    let mut c = on_fake(&cloud, cfg(r#"settled_refresh = "1m""#));
     let observed = || cloud.calls().observed_targets;
     let at = |k: i64| t0() + Duration::seconds(15 * k);
     let api_decision =
@@ -716,14 +717,7 @@ async fn blocked_targets_are_read_every_tick_and_a_reload_reads_all_again() {
     cloud.set_metric("api", "cpu", Some(50.0));
     cloud.set_metric("workers", "backlog", Some(10.0));
     cloud.block_scale_in("workers", Some("deployment in progress"));
-    let mut c = Controller::new(
-        cfg(r#"settled_refresh = "10m""#),
-        cloud.clone(),
-        cloud.clone(),
-        MemoryStore::default(),
-        SoleLeader,
-        Options::default(),
-    );
+    let mut c = on_fake(&cloud, cfg(r#"settled_refresh = "10m""#));
     let observed = || cloud.calls().observed_targets;
     c.tick(t0()).await;
     assert_eq!(observed(), 2);

@@ -430,9 +430,6 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         // it is due; the others (all of them without it) are read now, while the metrics
         // are.
         let refresh = self.config.global.settled_refresh_secs;
-        if refresh == 0 {
-            self.settled.clear();
-        }
         let n = targets.len();
         // Due readings are read again, the longest due first, at most the share of the fleet
         // that reads each target about once per settled_refresh: after a start, a reload or
@@ -449,7 +446,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         }
         if !due.is_empty() {
             let interval = self.config.global.poll_interval_secs.max(1);
-            let share = (n as u64 * interval).div_ceil(refresh.max(1)) as usize;
+            // Readings are cached only with a refresh set, so it is not 0 here.
+            let share = (n as u64 * interval).div_ceil(refresh) as usize;
             due.sort_unstable();
             due.truncate(share.max(1));
             first.extend(due.iter().map(|(_, i)| *i));
@@ -547,49 +545,30 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         let mut results = Vec::with_capacity(n);
         let mut to_act: Vec<(usize, &Target, u32, CapacityState)> = Vec::new();
         for (i, t) in targets.iter().enumerate() {
-            let state = match states[i].take() {
-                Some(Ok(s)) => s,
-                Some(Err(e)) => {
+            // Every target read without error was decided above; one the actuator gave no
+            // answer for has no state.
+            let (state, d) = match (states[i].take(), decisions[i].take()) {
+                (Some(Ok(s)), Some(d)) => (s, d),
+                (read, _) => {
                     self.settled.remove(&t.name);
-                    results.push(TargetResult {
-                        target: t.name.clone(),
-                        decision: None,
-                        outcome: None,
-                        error: Some(e),
-                    });
-                    continue;
-                }
-                None => {
-                    results.push(TargetResult {
-                        target: t.name.clone(),
-                        decision: None,
-                        outcome: None,
-                        error: Some(AwsError::new(
+                    let error = match read {
+                        Some(Err(e)) => e,
+                        _ => AwsError::new(
                             crate::aws::ErrorClass::Transient,
                             "capstan",
                             "Observe",
                             &t.name,
                             "no capacity reading",
-                        )),
+                        ),
+                    };
+                    results.push(TargetResult {
+                        target: t.name.clone(),
+                        decision: None,
+                        outcome: None,
+                        error: Some(error),
                     });
                     continue;
                 }
-            };
-            let Some(d) = decisions[i].take() else {
-                // Not reached: every target with a state was decided above.
-                results.push(TargetResult {
-                    target: t.name.clone(),
-                    decision: None,
-                    outcome: None,
-                    error: Some(AwsError::new(
-                        crate::aws::ErrorClass::Transient,
-                        "capstan",
-                        "Decide",
-                        &t.name,
-                        "not decided",
-                    )),
-                });
-                continue;
             };
             if refresh > 0 && state_age[i].is_none() {
                 // Read this tick: reused later only while it stays settled.
