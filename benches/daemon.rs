@@ -20,7 +20,9 @@
 //! skips it); `POLL_EVERY_RPS=1m` gives the web services' request metric that
 //! `poll_every` (the controller then reads it only when due: fewer metrics requested);
 //! `SETTLED_REFRESH=1m` sets `[global] settled_refresh` (a settled target's capacity is
-//! read again only that often, and before any change).
+//! read again only that often, and before any change); `TRACE_MEMORY=1` prints part 1's
+//! resident memory before each tick, its peak in the tick and to the end of recording the
+//! status, and after.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -455,14 +457,23 @@ fn main() {
     let mut applied = 0;
     let mut calls: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut metrics = 0;
+    let trace_memory = std::env::var("TRACE_MEMORY").is_ok_and(|v| v == "1");
+    // The peak over all ticks when the trace resets it each tick.
+    let mut hwm_ticks = 0;
     for k in 0..WARM + ticks {
         set_load(&fake, ctl.config(), k);
+        let rss_before = status_kib("VmRSS");
+        if trace_memory {
+            hwm_ticks = hwm_ticks.max(status_kib("VmHWM"));
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+        }
         let now = t0 + chrono::Duration::seconds(15 * k as i64);
         let cpu0 = cpu_time();
         let wall0 = Instant::now();
         let report = rt.block_on(ctl.tick(now));
         let wall = wall0.elapsed();
         let cpu1 = cpu_time();
+        let hwm_tick = status_kib("VmHWM");
         status.record(&report);
         let points = capstan::telemetry::points(&report);
         drop(points);
@@ -471,6 +482,16 @@ fn main() {
         // As the daemon's status task does after recording a tick.
         capstan::util::release_freed_memory();
         let after = cpu_time() - cpu1;
+        if trace_memory {
+            println!(
+                "tick {}: resident before {:.1} MiB, peak in the tick {:.1} MiB, peak to the end of the status {:.1} MiB, resident after {:.1} MiB",
+                k + 1,
+                rss_before as f64 / 1024.0,
+                hwm_tick as f64 / 1024.0,
+                status_kib("VmHWM") as f64 / 1024.0,
+                status_kib("VmRSS") as f64 / 1024.0
+            );
+        }
         let cpu = cpu1 - cpu0;
         let fake_ns = shaped.fake_cpu_ns.swap(0, Ordering::Relaxed);
         let (c, m) = shaped.take_calls();
@@ -494,7 +515,7 @@ fn main() {
             );
         }
     }
-    let hwm = status_kib("VmHWM");
+    let hwm = status_kib("VmHWM").max(hwm_ticks);
     let rss = status_kib("VmRSS");
     cpu_per_tick.sort_by(f64::total_cmp);
     wall_per_tick.sort_by(f64::total_cmp);

@@ -242,10 +242,10 @@ fn find_path(v: &DeValue<'_>, offset: usize) -> Option<Vec<Seg>> {
     }
 }
 
-/// The dotted path of the deepest key whose key or value contains `offset`.
-pub fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> String {
+/// The path of the deepest key whose key or value contains `offset` (empty if none).
+pub fn path_at(root: &Spanned<DeTable<'_>>, offset: usize) -> Path {
     let root_value = DeValue::Table(root.get_ref().clone());
-    Path(find_path(&root_value, offset).unwrap_or_default()).dotted()
+    Path(find_path(&root_value, offset).unwrap_or_default())
 }
 
 /// Removes the deepest key of `v` whose key or value contains `offset` and returns its
@@ -334,7 +334,7 @@ mod tests {
         let p = Path::root().at("target").at(1usize).at("min");
         let span = span_of(&root, &p);
         assert_eq!(&text[span.clone()], "3");
-        assert_eq!(path_at(&root, span.start), "target[1].min");
+        assert_eq!(path_at(&root, span.start).dotted(), "target[1].min");
         // A missing key resolves to its table.
         let missing = span_of(&root, &Path::root().at("target").at(0usize).at("max"));
         // (tables of an array of tables span their `[[target]]` header)

@@ -8,6 +8,7 @@ pub mod diag;
 pub mod duration;
 pub mod model;
 pub mod raw;
+pub mod split;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -83,7 +84,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut global: Option<(Global, String)> = None;
     let mut targets: Vec<Target> = Vec::new();
-    let mut places: Vec<String> = Vec::new();
+    // Target name -> where it is first defined ("file:line:column").
+    let mut places: std::collections::HashMap<String, String> = Default::default();
     let mut poll_every = Vec::new();
     for f in &files {
         let name = f.display().to_string();
@@ -109,21 +111,18 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
                     }
                 }
                 for (t, (index, line, column)) in part.targets.into_iter().zip(part.target_places) {
-                    if let Some(i) = targets.iter().position(|o| o.name == t.name) {
+                    if let Some(first) = places.get(&t.name) {
                         diags.push(Diagnostic {
                             file: name.clone(),
                             line,
                             column,
                             key: format!("target[{index}].name"),
                             message: format!("duplicate target name `{}`", t.name),
-                            hint: Some(format!(
-                                "{} already defines it; names must be unique",
-                                places[i]
-                            )),
+                            hint: Some(format!("{first} already defines it; names must be unique")),
                         });
                         continue;
                     }
-                    places.push(format!("{name}:{line}:{column}"));
+                    places.insert(t.name.clone(), format!("{name}:{line}:{column}"));
                     targets.push(t);
                 }
             }
@@ -166,4 +165,30 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(raw::RawFile);
     serde_json::to_value(schema).expect("a schema serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_name_defined_in_two_files_names_the_first_place() {
+        let dir = std::env::temp_dir().join(format!("capstan-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = |name: &str| {
+            format!(
+                "[[target]]\nname = \"{name}\"\nkind = \"ecs_service\"\ncluster = \"c\"\nservice = \"{name}\"\nmin = 1\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 60\n"
+            )
+        };
+        std::fs::write(dir.join("a.toml"), target("web") + &target("api")).unwrap();
+        std::fs::write(dir.join("b.toml"), format!("\n{}", target("api"))).unwrap();
+        let diags = load(std::slice::from_ref(&dir)).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        let d = &diags[0];
+        assert!(d.file.ends_with("b.toml"), "{d}");
+        assert_eq!((d.line, d.column, d.key.as_str()), (3, 8, "target[0].name"));
+        let hint = d.hint.as_deref().unwrap();
+        assert!(hint.contains("a.toml:16:8 already defines it"), "{hint}");
+    }
 }

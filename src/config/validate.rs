@@ -13,7 +13,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::diag::{
-    backticked, closest, key_span_within, path_at, remove_at, span_of, Diagnostic, Path, SourceMap,
+    backticked, closest, key_span_within, path_at, remove_at, span_of, Diagnostic, Path, Seg,
+    SourceMap,
 };
 use super::duration::parse_duration;
 use super::model::*;
@@ -69,8 +70,14 @@ pub fn check_poll_every(places: &[PollEveryPlace], poll_interval_secs: u64) -> V
 }
 
 struct Ctx<'a> {
-    map: SourceMap<'a>,
+    map: &'a SourceMap<'a>,
     root: &'a Spanned<DeTable<'a>>,
+    /// Where `root`'s text starts in the file: 0 for the whole file or its prefix, the
+    /// target's offset for a target parsed alone ([`super::split`]).
+    offset: usize,
+    /// For a target parsed alone: its index in the file. `root` holds it as `target[0]`;
+    /// paths and keys name it by this index.
+    target: Option<usize>,
     diags: Vec<Diagnostic>,
     /// Keys already reported by serde and removed to read the rest of their table: rules
     /// about them (such as "missing key") would only repeat the report.
@@ -79,6 +86,57 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    fn new(map: &'a SourceMap<'a>, root: &'a Spanned<DeTable<'a>>) -> Self {
+        Ctx {
+            map,
+            root,
+            offset: 0,
+            target: None,
+            diags: Vec::new(),
+            removed: Vec::new(),
+            poll_every: Vec::new(),
+        }
+    }
+
+    /// The span (in `root`'s text) of the value at a path of the file.
+    fn span(&self, path: &Path) -> std::ops::Range<usize> {
+        match (self.target, path.0.as_slice()) {
+            (Some(_), [Seg::Key(k), Seg::Index(_), rest @ ..]) if k == "target" => {
+                let mut local = vec![Seg::Key("target".into()), Seg::Index(0)];
+                local.extend_from_slice(rest);
+                span_of(self.root, &Path(local))
+            }
+            _ => span_of(self.root, path),
+        }
+    }
+
+    /// Line and column in the file of a span of `root`'s text.
+    fn line_col(&self, span: &std::ops::Range<usize>) -> (usize, usize) {
+        self.map.line_col(span.start + self.offset)
+    }
+
+    /// A diagnostic at a span of `root`'s text.
+    fn diag(
+        &self,
+        span: std::ops::Range<usize>,
+        key: String,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        let at = span.start + self.offset..span.end + self.offset;
+        self.map.diag(Some(at), key, message, hint)
+    }
+
+    /// The dotted key of the deepest value at an offset of `root`'s text, as the file
+    /// names it.
+    fn key_at(&self, offset: usize) -> String {
+        let mut path = path_at(self.root, offset);
+        if let (Some(i), Some(Seg::Index(local))) = (self.target, path.0.get_mut(1)) {
+            *local = i;
+        }
+        path.dotted()
+    }
+
     fn err(&mut self, path: &Path, message: impl Into<String>, hint: Option<String>) {
         let dotted = path.dotted();
         let shadowed = self.removed.iter().any(|r| {
@@ -89,16 +147,14 @@ impl<'a> Ctx<'a> {
         if shadowed {
             return;
         }
-        let span = span_of(self.root, path);
-        let d = self
-            .map
-            .diag(Some(span), path.dotted(), message.into(), hint);
+        let span = self.span(path);
+        let d = self.diag(span, dotted, message.into(), hint);
         self.diags.push(d);
     }
 
     fn missing(&mut self, path: &Path, hint: impl Into<String>) {
         let key = match path.0.last() {
-            Some(super::diag::Seg::Key(k)) => k.clone(),
+            Some(Seg::Key(k)) => k.clone(),
             _ => path.dotted(),
         };
         self.err(path, format!("missing key `{key}`"), Some(hint.into()));
@@ -107,7 +163,7 @@ impl<'a> Ctx<'a> {
     /// Reports a serde error from deserializing the table at `base`.
     fn serde_err(&mut self, base: &Path, e: toml::de::Error) {
         let mut msg = e.message().trim().to_string();
-        let mut span = e.span().unwrap_or_else(|| span_of(self.root, base));
+        let mut span = e.span().unwrap_or_else(|| self.span(base));
         let names: Vec<String> = backticked(&msg).into_iter().map(String::from).collect();
         let hint;
         if msg.starts_with("unknown field") && !names.is_empty() {
@@ -129,9 +185,9 @@ impl<'a> Ctx<'a> {
             hint =
                 Some("check the value at this place; `capstan schema` describes every key".into());
         }
-        let key = path_at(self.root, span.start);
+        let key = self.key_at(span.start);
         let key = if key.is_empty() { base.dotted() } else { key };
-        let d = self.map.diag(Some(span), key, msg, hint);
+        let d = self.diag(span, key, msg, hint);
         self.diags.push(d);
     }
 
@@ -207,85 +263,84 @@ impl<'a> Ctx<'a> {
 }
 
 /// Parses and validates one config text. `file` is only used in diagnostics.
+///
+/// A file of the usual layout (a prefix such as `[global]`, then `[[target]]` tables) is
+/// parsed one target at a time, each target's TOML tree dropped once it is validated, so a
+/// file of thousands of targets never holds them all as TOML at once ([`super::split`]);
+/// the result and every diagnostic are those of one parse of the whole file, which is what
+/// any other layout gets, and any text with a syntax error.
 pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
     let map = SourceMap::new(file, text);
-    let root = match DeTable::parse(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let hint =
-                Some("this is a TOML syntax error; see https://toml.io for the format".into());
-            return Err(vec![map.diag(
-                e.span(),
-                String::new(),
-                e.message().trim().to_string(),
-                hint,
-            )]);
-        }
-    };
-    let mut ctx = Ctx {
-        map: SourceMap::new(file, text),
-        root: &root,
-        diags: Vec::new(),
-        removed: Vec::new(),
-        poll_every: Vec::new(),
-    };
-
-    for (k, _) in root.get_ref().iter() {
-        let key = k.get_ref().as_ref();
-        if key != "global" && key != "target" {
-            let hint = match closest(key, ["global", "target"]) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None => "a config file has a [global] table and [[target]] tables".into(),
-            };
-            let d = ctx.map.diag(
-                Some(k.span()),
-                key.to_string(),
-                format!("unknown table `{key}`"),
-                Some(hint),
-            );
-            ctx.diags.push(d);
+    if let Some(split) = super::split::split(text) {
+        if let Some(part) = parse_split(&map, text, &split) {
+            return part;
         }
     }
+    parse_whole(&map, text)
+}
 
-    let global = root.get_ref().get("global").and_then(|v| {
-        let path = Path::root().at("global");
-        deserialize::<RawGlobal>(&mut ctx, v, &path)
-            .map(|raw| validate_global(&mut ctx, &raw, &path))
-    });
+/// What the tables of one file add up to while they are read.
+#[derive(Default)]
+struct FileAcc {
+    diags: Vec<Diagnostic>,
+    poll_every: Vec<PollEveryPlace>,
+    targets: Vec<Target>,
+    target_places: Vec<(usize, usize, usize)>,
+    /// Target name -> index of the first target with it.
+    seen: BTreeMap<String, usize>,
+}
 
-    let mut targets = Vec::new();
-    let mut target_places = Vec::new();
+impl FileAcc {
+    fn absorb(&mut self, ctx: Ctx<'_>) {
+        self.diags.extend(ctx.diags);
+        self.poll_every.extend(ctx.poll_every);
+    }
+
+    fn finish(mut self, global: Option<Global>) -> Result<FilePart, Vec<Diagnostic>> {
+        let mut poll_every = self.poll_every;
+        if let Some(g) = &global {
+            self.diags
+                .extend(check_poll_every(&poll_every, g.poll_interval_secs));
+            poll_every.clear();
+        }
+        if self.diags.is_empty() {
+            Ok(FilePart {
+                global,
+                targets: self.targets,
+                target_places: self.target_places,
+                poll_every,
+            })
+        } else {
+            self.diags.sort_by_key(|d| (d.line, d.column));
+            Err(self.diags)
+        }
+    }
+}
+
+fn syntax_error(map: &SourceMap<'_>, e: &toml::de::Error) -> Vec<Diagnostic> {
+    let hint = Some("this is a TOML syntax error; see https://toml.io for the format".into());
+    vec![map.diag(
+        e.span(),
+        String::new(),
+        e.message().trim().to_string(),
+        hint,
+    )]
+}
+
+/// The file parsed whole.
+fn parse_whole(map: &SourceMap<'_>, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
+    let root = match DeTable::parse(text) {
+        Ok(r) => r,
+        Err(e) => return Err(syntax_error(map, &e)),
+    };
+    let mut acc = FileAcc::default();
+    let mut ctx = Ctx::new(map, &root);
+    let global = file_top(&mut ctx);
     match root.get_ref().get("target").map(|v| v.get_ref()) {
         None => {}
         Some(DeValue::Array(items)) => {
-            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
             for (i, item) in items.iter().enumerate() {
-                let path = Path::root().at("target").at(i);
-                // Duplicate names are checked on the raw text, so they are found even when
-                // the rest of the table does not deserialize.
-                if let Some(name) = item
-                    .get_ref()
-                    .get("name")
-                    .and_then(|n| n.get_ref().as_str())
-                {
-                    if let Some(first) = seen.insert(name.to_string(), i) {
-                        ctx.err(
-                            &path.at("name"),
-                            format!("duplicate target name `{name}`"),
-                            Some(format!(
-                                "target[{first}] already uses it; names must be unique"
-                            )),
-                        );
-                    }
-                }
-                if let Some(raw) = deserialize::<RawTarget>(&mut ctx, item, &path) {
-                    let (line, col) = ctx.map.line_col(span_of(&root, &path.at("name")).start);
-                    let place = (i, line, col);
-                    if let Some(t) = validate_target(&mut ctx, &raw, &path) {
-                        targets.push(t);
-                        target_places.push(place);
-                    }
-                }
+                file_target(&mut ctx, &mut acc, item, i);
             }
         }
         Some(_) => ctx.err(
@@ -294,23 +349,94 @@ pub fn parse_file(file: &str, text: &str) -> Result<FilePart, Vec<Diagnostic>> {
             Some("write each target as [[target]]".into()),
         ),
     }
+    acc.absorb(ctx);
+    acc.finish(global)
+}
 
-    let mut poll_every = std::mem::take(&mut ctx.poll_every);
-    if let Some(g) = &global {
-        ctx.diags
-            .extend(check_poll_every(&poll_every, g.poll_interval_secs));
-        poll_every.clear();
+/// The file parsed as its prefix and then one target at a time; `None` when a part does
+/// not parse or is not what [`super::split`] promised (the caller then parses it whole).
+fn parse_split(
+    map: &SourceMap<'_>,
+    text: &str,
+    split: &super::split::Split,
+) -> Option<Result<FilePart, Vec<Diagnostic>>> {
+    let prefix = DeTable::parse(&text[..split.prefix_end]).ok()?;
+    if prefix.get_ref().contains_key("target") {
+        return None;
     }
-    if ctx.diags.is_empty() {
-        Ok(FilePart {
-            global,
-            targets,
-            target_places,
-            poll_every,
-        })
-    } else {
-        ctx.diags.sort_by_key(|d| (d.line, d.column));
-        Err(ctx.diags)
+    let mut acc = FileAcc::default();
+    let mut ctx = Ctx::new(map, &prefix);
+    let global = file_top(&mut ctx);
+    acc.absorb(ctx);
+    drop(prefix);
+    for (i, range) in split.targets.iter().enumerate() {
+        let root = DeTable::parse(&text[range.clone()]).ok()?;
+        let item = match root.get_ref().get("target").map(|v| v.get_ref()) {
+            Some(DeValue::Array(items)) if items.len() == 1 && root.get_ref().len() == 1 => {
+                &items[0]
+            }
+            _ => return None,
+        };
+        let mut ctx = Ctx::new(map, &root);
+        ctx.offset = range.start;
+        ctx.target = Some(i);
+        file_target(&mut ctx, &mut acc, item, i);
+        acc.absorb(ctx);
+    }
+    Some(acc.finish(global))
+}
+
+/// The file's top level: unknown tables reported, `[global]` validated.
+fn file_top(ctx: &mut Ctx<'_>) -> Option<Global> {
+    let root = ctx.root;
+    for (k, _) in root.get_ref().iter() {
+        let key = k.get_ref().as_ref();
+        if key != "global" && key != "target" {
+            let hint = match closest(key, ["global", "target"]) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => "a config file has a [global] table and [[target]] tables".into(),
+            };
+            let d = ctx.diag(
+                k.span(),
+                key.to_string(),
+                format!("unknown table `{key}`"),
+                Some(hint),
+            );
+            ctx.diags.push(d);
+        }
+    }
+    root.get_ref().get("global").and_then(|v| {
+        let path = Path::root().at("global");
+        deserialize::<RawGlobal>(ctx, v, &path).map(|raw| validate_global(ctx, &raw, &path))
+    })
+}
+
+/// One `[[target]]` table, the file's `i`th.
+fn file_target(ctx: &mut Ctx<'_>, acc: &mut FileAcc, item: &Spanned<DeValue<'_>>, i: usize) {
+    let path = Path::root().at("target").at(i);
+    // Duplicate names are checked on the raw text, so they are found even when the rest of
+    // the table does not deserialize.
+    if let Some(name) = item
+        .get_ref()
+        .get("name")
+        .and_then(|n| n.get_ref().as_str())
+    {
+        if let Some(first) = acc.seen.insert(name.to_string(), i) {
+            ctx.err(
+                &path.at("name"),
+                format!("duplicate target name `{name}`"),
+                Some(format!(
+                    "target[{first}] already uses it; names must be unique"
+                )),
+            );
+        }
+    }
+    if let Some(raw) = deserialize::<RawTarget>(ctx, item, &path) {
+        let (line, col) = ctx.line_col(&ctx.span(&path.at("name")));
+        if let Some(t) = validate_target(ctx, &raw, &path) {
+            acc.targets.push(t);
+            acc.target_places.push((i, line, col));
+        }
     }
 }
 
@@ -833,7 +959,7 @@ fn poll_every(ctx: &mut Ctx<'_>, m: &RawMetric, mp: &Path, sqs: bool) -> Option<
         );
         return None;
     }
-    let (line, column) = ctx.map.line_col(span_of(ctx.root, &path).start);
+    let (line, column) = ctx.line_col(&ctx.span(&path));
     ctx.poll_every.push(PollEveryPlace {
         secs,
         file: ctx.map.file.to_string(),
@@ -2070,5 +2196,137 @@ fn behavior(ctx: &mut Ctx<'_>, raw: Option<&RawBehavior>, path: &Path) -> Behavi
             &path.at("scale_to_zero_after"),
             300,
         ),
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    /// What a parse gives, as comparable text.
+    fn outcome(r: &Result<FilePart, Vec<Diagnostic>>) -> String {
+        match r {
+            Ok(part) => format!(
+                "{:?}\n{:?}\n{:?}\n{:?}",
+                part.global, part.targets, part.target_places, part.poll_every
+            ),
+            Err(diags) => format!("{diags:?}"),
+        }
+    }
+
+    /// Parsed one target at a time (when the layout allows) and whole: the same config or
+    /// the same diagnostics, byte for byte. Whether the split applied is returned.
+    fn same_both_ways(file: &str, text: &str) -> bool {
+        let map = SourceMap::new(file, text);
+        let whole = outcome(&parse_whole(&map, text));
+        let Some(split) = super::super::split::split(text) else {
+            return false;
+        };
+        match parse_split(&map, text, &split) {
+            Some(r) => {
+                assert_eq!(outcome(&r), whole, "{file}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn every_shipped_and_corpus_config_reads_the_same_split_or_whole() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in [
+            "config",
+            "config/examples",
+            "tests/configs/invalid",
+            "tests/configs/pollevery",
+            "tests/configs/twoglobals",
+        ] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    files.push(p);
+                }
+            }
+        }
+        let mut split = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            if same_both_ways(&f.display().to_string(), &text) {
+                split += 1;
+            }
+        }
+        // Most files have the usual layout: the comparison is not vacuous.
+        assert!(
+            split * 2 > files.len(),
+            "{split} of {} files split",
+            files.len()
+        );
+    }
+
+    #[test]
+    fn errors_in_later_targets_name_their_index_line_and_column() {
+        let text = r#"[global]
+poll_interval = "15s"
+
+[[target]]
+name = "a"
+kind = "ecs_service"
+cluster = "c"
+service = "a"
+min = 1
+max = 4
+[[target.metric]]
+name = "cpu"
+source = "ecs_cpu"
+[[target.policy]]
+type = "target_tracking"
+metric = "cpu"
+target_value = 60
+
+[[target]]
+name = "a"
+kind = "ecs_service"
+cluster = "c"
+service = "b"
+min = 5
+max = 4
+mni = 3
+[[target.metric]]
+name = "cpu"
+source = "ecs_cpu"
+poll_every = "1s"
+[[target.policy]]
+type = "target_tracking"
+metric = "cpu"
+target_value = "high"
+[target.behavior]
+scale_in_cooldown = "soon"
+"#;
+        assert!(same_both_ways("f.toml", text));
+        let diags = parse_file("f.toml", text).unwrap_err();
+        let keys: Vec<(&str, usize, usize)> = diags
+            .iter()
+            .map(|d| (d.key.as_str(), d.line, d.column))
+            .collect();
+        assert!(keys.contains(&("target[1].name", 20, 8)), "{keys:?}");
+        assert!(keys.contains(&("target[1].mni", 26, 1)), "{keys:?}");
+        assert!(
+            keys.iter()
+                .any(|(k, l, _)| k.starts_with("target[1].policy[0]") && *l == 34),
+            "{keys:?}"
+        );
+        assert!(
+            keys.iter()
+                .any(|(k, l, _)| k.starts_with("target[1].behavior") && *l == 36),
+            "{keys:?}"
+        );
+        // A syntax error in a later target: the split gives up, and the whole parse
+        // reports it at its place.
+        let broken = text.replace("min = 5", "min = = 5");
+        assert!(!same_both_ways("f.toml", &broken));
+        let d = parse_file("f.toml", &broken).unwrap_err();
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].line, d[0].key.as_str()), (24, ""));
     }
 }
