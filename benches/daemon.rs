@@ -475,7 +475,16 @@ fn main() {
         let cpu1 = cpu_time();
         let hwm_tick = status_kib("VmHWM");
         status.record(&report);
-        let points = capstan::telemetry::points(&report);
+        // As the metrics task does: the points a `PutMetricData` call's worth at a time
+        // (the call itself is not modeled).
+        let mut points = capstan::telemetry::points(&report).peekable();
+        while points.peek().is_some() {
+            let call: Vec<_> = points
+                .by_ref()
+                .take(capstan::telemetry::DATUMS_PER_CALL)
+                .collect();
+            std::hint::black_box(&call);
+        }
         drop(points);
         let applied_now = report.applied();
         drop(report);

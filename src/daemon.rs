@@ -145,12 +145,12 @@ impl Publisher {
         let points = telemetry::points(report);
         match self {
             Publisher::CloudWatch(p) => {
-                if let Err(e) = p.publish(&points).await {
+                if let Err(e) = p.publish(points).await {
                     tracing::warn!(error = %e, "publishing capstan's metrics");
                 }
             }
             Publisher::Emf(ns) => {
-                for line in telemetry::emf_lines(ns, &points) {
+                for line in telemetry::emf_lines(ns, points) {
                     println!("{line}");
                 }
             }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::aws::AwsError;
-use crate::controller::{Outcome, TickReport};
+use crate::controller::{Outcome, TargetResult, TickReport};
 use crate::policy::Action;
 
 /// Datums per `PutMetricData` call (the API allows 1000).
@@ -27,28 +27,43 @@ pub struct Point<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// The metrics of a tick (pure).
-pub fn points(report: &TickReport) -> Vec<Point<'_>> {
-    // Seven points per decided target, more with a forecast or a failure: reserved once
-    // instead of grown by doubling (and copied) up to the fleet's size.
-    let mut out = Vec::with_capacity(report.results.len() * 7 + 16);
-    for r in &report.results {
-        let mut push = |name: &'static str, value: f64, unit: &'static str| {
-            // CloudWatch refuses a whole call for one NaN or infinite value.
-            if value.is_finite() {
-                out.push(Point {
-                    target: &r.target,
-                    name,
-                    value,
-                    unit,
-                    at: report.at,
-                });
-            }
-        };
-        if r.error.is_some() {
-            push("ObserveFailures", 1.0, "Count");
+/// Most points one target gives in a tick.
+const MAX_POINTS_PER_TARGET: usize = 12;
+
+/// The metrics of a tick (pure), made as they are read: at 10,000 targets a tick has
+/// 70,000 points, which a publisher takes a call's worth at a time.
+pub fn points(report: &TickReport) -> impl Iterator<Item = Point<'_>> + '_ {
+    report
+        .results
+        .iter()
+        .flat_map(move |r| target_points(report.at, r))
+        .flatten()
+}
+
+/// One target's points of a tick.
+fn target_points(
+    at: DateTime<Utc>,
+    r: &TargetResult,
+) -> [Option<Point<'_>>; MAX_POINTS_PER_TARGET] {
+    let mut out: [Option<Point<'_>>; MAX_POINTS_PER_TARGET] = std::array::from_fn(|_| None);
+    let mut n = 0;
+    let mut push = |name: &'static str, value: f64, unit: &'static str| {
+        // CloudWatch refuses a whole call for one NaN or infinite value.
+        if value.is_finite() {
+            out[n] = Some(Point {
+                target: &r.target,
+                name,
+                value,
+                unit,
+                at,
+            });
+            n += 1;
         }
-        let Some(d) = &r.decision else { continue };
+    };
+    if r.error.is_some() {
+        push("ObserveFailures", 1.0, "Count");
+    }
+    if let Some(d) = &r.decision {
         push("CurrentCapacity", d.current as f64, "Count");
         push("DesiredCapacity", d.desired as f64, "Count");
         push("MinCapacity", d.explanation.bounds.min as f64, "Count");
@@ -88,33 +103,39 @@ pub fn points(report: &TickReport) -> Vec<Point<'_>> {
     out
 }
 
-/// Groups points into EMF log lines, one per target.
-pub fn emf_lines(namespace: &str, points: &[Point<'_>]) -> Vec<String> {
-    let mut by_target: std::collections::BTreeMap<&str, Vec<&Point>> = Default::default();
-    for p in points {
-        by_target.entry(p.target).or_default().push(p);
+/// Groups points into EMF log lines, one per target (a target's points come together).
+pub fn emf_lines<'a>(
+    namespace: &'a str,
+    points: impl Iterator<Item = Point<'a>> + 'a,
+) -> impl Iterator<Item = String> + 'a {
+    let mut points = points.peekable();
+    std::iter::from_fn(move || {
+        let first = points.next()?;
+        let mut ps = vec![first];
+        while let Some(p) = points.next_if(|p| p.target == ps[0].target) {
+            ps.push(p);
+        }
+        Some(emf_line(namespace, &ps))
+    })
+}
+
+fn emf_line(namespace: &str, ps: &[Point<'_>]) -> String {
+    let at = ps.first().map(|p| p.at.timestamp_millis()).unwrap_or(0);
+    let mut obj = json!({
+        "_aws": {
+            "Timestamp": at,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["Target"]],
+                "Metrics": ps.iter().map(|p| json!({"Name": p.name, "Unit": p.unit})).collect::<Vec<_>>(),
+            }],
+        },
+        "Target": ps.first().map(|p| p.target),
+    });
+    for p in ps {
+        obj[p.name] = json!(p.value);
     }
-    by_target
-        .into_iter()
-        .map(|(target, ps)| {
-            let at = ps.first().map(|p| p.at.timestamp_millis()).unwrap_or(0);
-            let mut obj = json!({
-                "_aws": {
-                    "Timestamp": at,
-                    "CloudWatchMetrics": [{
-                        "Namespace": namespace,
-                        "Dimensions": [["Target"]],
-                        "Metrics": ps.iter().map(|p| json!({"Name": p.name, "Unit": p.unit})).collect::<Vec<_>>(),
-                    }],
-                },
-                "Target": target,
-            });
-            for p in ps {
-                obj[p.name] = json!(p.value);
-            }
-            obj.to_string()
-        })
-        .collect()
+    obj.to_string()
 }
 
 /// Publishes points with `PutMetricData`, batched.
@@ -132,12 +153,17 @@ impl CloudWatchPublisher {
         }
     }
 
-    /// Returns the number of calls made.
-    pub async fn publish(&self, points: &[Point<'_>]) -> Result<usize, AwsError> {
+    /// Publishes the points a call's worth at a time; returns the number of calls made.
+    pub async fn publish<'a>(
+        &self,
+        points: impl Iterator<Item = Point<'a>>,
+    ) -> Result<usize, AwsError> {
         let mut calls = 0;
-        for chunk in points.chunks(DATUMS_PER_CALL) {
-            let data: Vec<MetricDatum> = chunk
-                .iter()
+        let mut points = points.peekable();
+        while points.peek().is_some() {
+            let data: Vec<MetricDatum> = points
+                .by_ref()
+                .take(DATUMS_PER_CALL)
                 .map(|p| {
                     MetricDatum::builder()
                         .metric_name(p.name)
@@ -177,7 +203,6 @@ impl CloudWatchPublisher {
 mod tests {
     use super::*;
     use crate::config;
-    use crate::controller::TargetResult;
     use crate::policy::{decide, History, Observation};
 
     fn report() -> TickReport {
@@ -199,7 +224,7 @@ mod tests {
             results: vec![
                 TargetResult {
                     target: "api".into(),
-                    decision: Some(d),
+                    decision: Some(std::sync::Arc::new(d)),
                     outcome: None,
                     error: None,
                 },
@@ -226,7 +251,7 @@ mod tests {
     #[test]
     fn points_cover_capacity_decisions_and_failures() {
         let r = report();
-        let ps = points(&r);
+        let ps: Vec<Point<'_>> = points(&r).collect();
         let get = |t: &str, n: &str| {
             ps.iter()
                 .find(|p| p.target == t && p.name == n)
@@ -242,7 +267,8 @@ mod tests {
 
     #[test]
     fn emf_lines_are_valid_embedded_metric_format() {
-        let lines = emf_lines("Capstan", &points(&report()));
+        let r = report();
+        let lines: Vec<String> = emf_lines("Capstan", points(&r)).collect();
         assert_eq!(lines.len(), 2);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["Target"], "api");

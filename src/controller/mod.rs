@@ -48,7 +48,8 @@ pub enum Outcome {
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetResult {
     pub target: String,
-    pub decision: Option<Decision>,
+    /// Shared with the HTTP status, which keeps the last decision of each target.
+    pub decision: Option<Arc<Decision>>,
     /// Set when the capacity was to change.
     pub outcome: Option<Outcome>,
     /// Why the target could not be decided this tick (its state could not be read).
@@ -116,7 +117,7 @@ pub struct Controller<S, A, St, L> {
     /// When each predictive target's forecast is next refreshed, and what the last
     /// refresh said (the model used, or why there is none).
     forecast_due: HashMap<String, (DateTime<Utc>, String)>,
-    log: VecDeque<Decision>,
+    log: VecDeque<Arc<Decision>>,
     last_lease: Option<LeaseState>,
     /// Whether the previous tick was the leader's (a new leader reloads the histories).
     was_leader: bool,
@@ -187,7 +188,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
 
     /// The recent decisions, oldest first.
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
-        self.log.iter()
+        self.log.iter().map(|d| &**d)
     }
 
     pub fn history(&self, target: &str) -> Option<&History> {
@@ -514,9 +515,9 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     ));
                 }
             }
-            d
+            Arc::new(d)
         };
-        let mut decisions: Vec<Option<Decision>> = (0..n)
+        let mut decisions: Vec<Option<Arc<Decision>>> = (0..n)
             .map(|i| match &states[i] {
                 Some(Ok(state)) => Some(decide_one(targets[i], state, state_age[i])),
                 _ => None,
@@ -672,12 +673,13 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             log_decision(d, r.outcome.as_ref(), self.options.log_all);
         }
         // The decision log keeps the newest DECISION_LOG_LEN: only those are copied.
-        let decided: Vec<&Decision> = results.iter().filter_map(|r| r.decision.as_ref()).collect();
+        let decided: Vec<&Arc<Decision>> =
+            results.iter().filter_map(|r| r.decision.as_ref()).collect();
         for d in &decided[decided.len().saturating_sub(DECISION_LOG_LEN)..] {
             if self.log.len() == DECISION_LOG_LEN {
                 self.log.pop_front();
             }
-            self.log.push_back((*d).clone());
+            self.log.push_back(Arc::clone(d));
         }
         for r in &results {
             if let Some(e) = &r.error {

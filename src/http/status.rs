@@ -188,9 +188,9 @@ pub struct CapacitySample {
 }
 
 /// One decision, or a run of equal consecutive ones (same action, capacities and outcome).
-#[derive(Clone, Debug, Serialize)]
+/// It shares the tick report's decision (its reason and explanation are not copied).
+#[derive(Clone, Debug)]
 pub struct DecisionEntry {
-    pub target: String,
     /// The latest decision of the run.
     pub at: DateTime<Utc>,
     pub first_at: DateTime<Utc>,
@@ -198,10 +198,53 @@ pub struct DecisionEntry {
     pub current: u32,
     pub desired: u32,
     pub action: Action,
-    pub reason: String,
     /// What happened to a wanted change: `applied`, `failed: ...`, `skipped: ...`.
     pub outcome: Option<String>,
-    pub explanation: Explanation,
+    /// The latest decision of the run, as the tick reported it.
+    pub decision: Arc<Decision>,
+}
+
+impl DecisionEntry {
+    pub fn target(&self) -> &str {
+        &self.decision.target
+    }
+    pub fn reason(&self) -> &str {
+        &self.decision.reason
+    }
+    pub fn explanation(&self) -> &Explanation {
+        &self.decision.explanation
+    }
+}
+
+impl Serialize for DecisionEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            target: &'a str,
+            at: DateTime<Utc>,
+            first_at: DateTime<Utc>,
+            count: u32,
+            current: u32,
+            desired: u32,
+            action: Action,
+            reason: &'a str,
+            outcome: &'a Option<String>,
+            explanation: &'a Explanation,
+        }
+        Entry {
+            target: self.target(),
+            at: self.at,
+            first_at: self.first_at,
+            count: self.count,
+            current: self.current,
+            desired: self.desired,
+            action: self.action,
+            reason: self.reason(),
+            outcome: &self.outcome,
+            explanation: self.explanation(),
+        }
+        .serialize(s)
+    }
 }
 
 /// Adds a capacity sample and drops what fell out of the last hour. A run of equal samples
@@ -443,16 +486,14 @@ impl TargetStatus {
             },
         );
         let entry = DecisionEntry {
-            target: self.name.clone(),
             at: d.at,
             first_at: d.at,
             count: 1,
             current: d.current,
             desired: d.desired,
             action: d.action,
-            reason: d.reason.clone(),
             outcome: self.outcome.clone(),
-            explanation: d.explanation.clone(),
+            decision: Arc::clone(d),
         };
         match self.decisions.back_mut() {
             Some(prev)
@@ -463,8 +504,7 @@ impl TargetStatus {
             {
                 prev.at = entry.at;
                 prev.count += 1;
-                prev.reason = entry.reason;
-                prev.explanation = entry.explanation;
+                prev.decision = entry.decision;
             }
             _ => {
                 while self.decisions.len() >= self.keep_decisions {
@@ -618,7 +658,7 @@ impl State {
             .filter(|t| target.is_none_or(|n| n == t.name))
             .flat_map(|t| t.decisions.iter())
             .collect();
-        all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.target.cmp(&b.target)));
+        all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.target().cmp(b.target())));
         all.truncate(limit.min(DECISIONS_MAX));
         all
     }

@@ -75,7 +75,7 @@ fn report(
         results: vec![
             TargetResult {
                 target: "api".into(),
-                decision: Some(d),
+                decision: Some(std::sync::Arc::new(d)),
                 outcome,
                 error: None,
             },
