@@ -346,7 +346,7 @@ pub fn decide_lines(
         history.record(target, &d, true);
         last = Some(d.desired);
         let json = if brief {
-            serde_json::json!({"at": d.at, "current": d.current, "desired": d.desired, "reason": d.reason})
+            serde_json::json!({"at": d.at, "current": d.current, "desired": d.desired, "reason": d.reason()})
         } else {
             d.to_json()
         };

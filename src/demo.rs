@@ -308,7 +308,10 @@ async fn demo(root: &Path, seconds: u64) -> Result<(), String> {
                     *actions.entry(r.target.clone()).or_default() += 1;
                     println!(
                         "[{t:>5.1}s] {:<16} {:>2} -> {:<2} {}",
-                        r.target, d.current, d.desired, d.reason
+                        r.target,
+                        d.current,
+                        d.desired,
+                        d.reason()
                     );
                 }
                 Outcome::Failed { error } => println!(

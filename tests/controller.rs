@@ -260,7 +260,7 @@ async fn a_restart_keeps_the_stabilization_history() {
         cloud.capacity("api"),
         10,
         "{}",
-        r.result("api").unwrap().decision.as_ref().unwrap().reason
+        r.result("api").unwrap().decision.as_ref().unwrap().reason()
     );
     // It scales in once the last recommendation of 10 (t = 135 s) is no longer strictly
     // inside the 300 s window: t = 435 s. (Had the history been lost, the restart would
@@ -636,7 +636,11 @@ async fn settled_targets_reuse_their_capacity_and_are_read_again_before_acting()
     assert_eq!(observed(), 3, "tick 1: only the worker in transition");
     let d = api_decision(&r);
     assert_eq!(d.explanation.capacity_read_secs_ago, Some(15));
-    assert!(d.reason.contains("capacity 4 read 15s ago"), "{}", d.reason);
+    assert!(
+        d.reason().contains("capacity 4 read 15s ago"),
+        "{}",
+        d.reason()
+    );
 
     // Someone else sets 6 and the load doubles in the same tick: decided on the reused 4,
     // read again, decided and acted on from the 6 it runs now.

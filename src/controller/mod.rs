@@ -506,15 +506,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     line.read_secs_ago = Some((now - read_at).num_seconds().max(0) as u64);
                 }
             }
-            if let Some(age) = state_age {
-                d.explanation.capacity_read_secs_ago = Some(age);
-                if !d.reason.is_empty() {
-                    d.reason.push_str(&format!(
-                        "; capacity {} read {age}s ago (settled)",
-                        d.current
-                    ));
-                }
-            }
+            // A capacity reused from an earlier tick, and its age (the reason says so too).
+            d.explanation.capacity_read_secs_ago = state_age;
             Arc::new(d)
         };
         let mut decisions: Vec<Option<Arc<Decision>>> = (0..n)
@@ -746,11 +739,11 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
     };
     if matches!(outcome, Some(Outcome::Failed { .. })) {
         // A change that could not be made is a problem to see, not routine.
-        tracing::warn!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason, "decision");
+        tracing::warn!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason(), "decision");
     } else if outcome.is_some() {
-        tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason, "decision");
+        tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason(), "decision");
     } else if all {
-        tracing::debug!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, reason = %d.reason, "decision");
+        tracing::debug!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, reason = %d.reason(), "decision");
     }
 }
 

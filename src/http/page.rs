@@ -354,7 +354,7 @@ fn decisions<'a>(h: &mut String, entries: impl Iterator<Item = &'a DecisionEntry
             "<tr><td class=\"t\">{}</td><td class=\"a {}\">{head}</td><td>{}{outcome}{times}</td></tr>",
             time(e.at),
             direction(e.action),
-            esc(e.reason())
+            esc(&e.reason())
         );
     }
     if rows.is_empty() {

@@ -208,8 +208,8 @@ impl DecisionEntry {
     pub fn target(&self) -> &str {
         &self.decision.target
     }
-    pub fn reason(&self) -> &str {
-        &self.decision.reason
+    pub fn reason(&self) -> String {
+        self.decision.reason()
     }
     pub fn explanation(&self) -> &Explanation {
         &self.decision.explanation
@@ -227,7 +227,7 @@ impl Serialize for DecisionEntry {
             current: u32,
             desired: u32,
             action: Action,
-            reason: &'a str,
+            reason: String,
             outcome: &'a Option<String>,
             explanation: &'a Explanation,
         }
@@ -524,14 +524,17 @@ impl TargetStatus {
 
 impl State {
     fn set_targets(&mut self, targets: &[Target]) {
-        let mut old = std::mem::take(&mut self.targets);
+        // By name, so a reload of a large fleet is not a scan of it per target.
+        let mut old: HashMap<String, TargetStatus> = std::mem::take(&mut self.targets)
+            .into_iter()
+            .map(|o| (o.name.clone(), o))
+            .collect();
         self.targets = targets
             .iter()
             .map(|t| {
-                let mut s = match old.iter().position(|o| o.name == t.name) {
-                    Some(i) => old.swap_remove(i),
-                    None => TargetStatus::new(t),
-                };
+                let mut s = old
+                    .remove(&t.name)
+                    .unwrap_or_else(|| TargetStatus::new(t));
                 s.configure(t);
                 s.keep_decisions = decisions_per_target(targets.len());
                 let drop = s.decisions.len().saturating_sub(s.keep_decisions);
@@ -545,7 +548,9 @@ impl State {
             })
             .collect();
         // Counters of removed targets go, so label sets stay bounded across reloads.
-        let keep = |n: &String| targets.iter().any(|t| &t.name == n);
+        let names: std::collections::HashSet<&str> =
+            targets.iter().map(|t| t.name.as_str()).collect();
+        let keep = |n: &String| names.contains(n.as_str());
         self.decisions.retain(|(t, ..), _| keep(t));
         self.outcomes.retain(|(t, _), _| keep(t));
         self.observe_errors.retain(|t, _| keep(t));

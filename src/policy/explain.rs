@@ -16,24 +16,47 @@ pub enum Action {
     None,
 }
 
-/// The outcome of one tick for one target.
-#[derive(Clone, Debug, Serialize)]
+/// The outcome of one tick for one target. Serializes with its one-line `reason`
+/// ([`Decision::reason`]), which is rendered from the explanation when it is read (logged,
+/// served) rather than kept: a daemon holds every target's last decision.
+#[derive(Clone, Debug)]
 pub struct Decision {
     pub at: DateTime<Utc>,
     pub target: String,
     pub current: u32,
     pub desired: u32,
     pub action: Action,
-    /// The explanation as one line (empty when not `explained`).
-    pub reason: String,
     /// Whether the text of the explanation was rendered ([`super::decide`]) or only its
     /// numbers ([`super::decide_quiet`]).
-    #[serde(skip)]
     pub explained: bool,
     pub explanation: Explanation,
     /// What the history must remember of this tick (applied by `History::record`).
-    #[serde(skip)]
     pub update: Update,
+}
+
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            at: DateTime<Utc>,
+            target: &'a str,
+            current: u32,
+            desired: u32,
+            action: Action,
+            reason: String,
+            explanation: &'a Explanation,
+        }
+        Out {
+            at: self.at,
+            target: &self.target,
+            current: self.current,
+            desired: self.desired,
+            action: self.action,
+            reason: self.reason(),
+            explanation: &self.explanation,
+        }
+        .serialize(s)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -158,26 +181,43 @@ pub struct Update {
 }
 
 impl Decision {
-    /// Builds the one-line reason from the explanation.
-    pub(crate) fn summarize(&mut self) {
+    /// The explanation as one line: the action, each proposal (the winner marked), each
+    /// rule that moved or held the result, and a reused capacity reading. Empty when the
+    /// text was not rendered (`explained` false).
+    pub fn reason(&self) -> String {
+        use std::fmt::Write;
+        if !self.explained {
+            return String::new();
+        }
         let e = &self.explanation;
-        let head = match self.action {
-            Action::ScaleOut => format!("scale out {} -> {}", self.current, self.desired),
-            Action::ScaleIn => format!("scale in {} -> {}", self.current, self.desired),
-            Action::None => format!("hold at {}", self.current),
+        let mut out = match self.action {
+            Action::ScaleOut => format!("scale out {} -> {}: ", self.current, self.desired),
+            Action::ScaleIn => format!("scale in {} -> {}: ", self.current, self.desired),
+            Action::None => format!("hold at {}: ", self.current),
         };
-        let mut parts = Vec::new();
+        let mut first = true;
+        let mut part = |out: &mut String, text: &str, suffix: &str| {
+            if !first {
+                out.push_str("; ");
+            }
+            first = false;
+            out.push_str(text);
+            out.push_str(suffix);
+        };
         for p in &e.proposals {
             let won = e.winner.as_deref() == Some(p.policy.as_str());
-            parts.push(format!("{}{}", p.detail, if won { " (wins)" } else { "" }));
+            part(&mut out, &p.detail, if won { " (wins)" } else { "" });
         }
         if e.proposals.is_empty() {
-            parts.push("no policy proposed a capacity".into());
+            part(&mut out, "no policy proposed a capacity", "");
         }
         for s in &e.steps {
-            parts.push(s.detail.clone());
+            part(&mut out, &s.detail, "");
         }
-        self.reason = format!("{head}: {}", parts.join("; "));
+        if let Some(age) = e.capacity_read_secs_ago {
+            let _ = write!(out, "; capacity {} read {age}s ago (settled)", self.current);
+        }
+        out
     }
 
     /// The decision as one JSON object (the log line and `/v1/decisions` format).

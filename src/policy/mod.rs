@@ -497,21 +497,16 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
         std::cmp::Ordering::Equal => Action::None,
     };
     ex.steps = steps;
-    let mut d = Decision {
+    Decision {
         at,
         target: name(&target.name),
         current,
         desired,
         action,
-        reason: String::new(),
         explained: x,
         explanation: ex,
         update: upd,
-    };
-    if x {
-        d.summarize();
     }
-    d
 }
 
 /// Why scale-in must wait now, if it must: disabled, blocked by the actuator (a deployment

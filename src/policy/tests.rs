@@ -388,10 +388,48 @@ target_per_unit = 100
         .with("cpu", 75.0)
         .with("rps", 900.0);
     let d = decide(&t, &obs, &seen());
-    assert_eq!(d.desired, 9, "{}", d.reason);
+    assert_eq!(d.desired, 9, "{}", d.reason());
     assert_eq!(d.explanation.winner.as_deref(), Some("requests"));
     assert_eq!(d.explanation.proposals[0].proposal, Some(8));
-    assert!(d.reason.contains("(wins)"), "{}", d.reason);
+    assert!(d.reason().contains("(wins)"), "{}", d.reason());
+}
+
+#[test]
+fn the_reason_is_rendered_from_the_explanation_and_serialized_with_the_decision() {
+    let t = target(
+        "min = 1\nmax = 50\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 50\n",
+    );
+    let obs = Observation::new(t0(), 5).with("cpu", 75.0);
+    let mut d = decide(&t, &obs, &seen());
+    let detail = &d.explanation.proposals[0].detail;
+    assert_eq!(d.reason(), format!("scale out 5 -> 8: {detail} (wins)"));
+    // A capacity reused from an earlier tick says so at the end.
+    d.explanation.capacity_read_secs_ago = Some(30);
+    assert!(d
+        .reason()
+        .ends_with("(wins); capacity 5 read 30s ago (settled)"));
+    let json = d.to_json();
+    assert_eq!(json["reason"], d.reason());
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "action",
+            "at",
+            "current",
+            "desired",
+            "explanation",
+            "reason",
+            "target"
+        ]
+    );
+    // Without the text, no reason.
+    assert_eq!(decide_quiet(&t, &obs, &seen()).reason(), "");
 }
 
 // ---- SQS backlog: KEDA aws_sqs_queue_scaler ---------------------------------------------
@@ -428,44 +466,44 @@ fn keda_activation_from_zero_and_cooldown_to_zero() {
         &Observation::new(t0(), 0).with("backlog", 10.0),
         &seen(),
     );
-    assert_eq!(d.desired, 0, "{}", d.reason);
+    assert_eq!(d.desired, 0, "{}", d.reason());
     // Above it: wake to one unit at once (KEDA), then scale to what the backlog needs.
     let mut wake = seen();
     let d = decide(&t, &Observation::new(t0(), 0).with("backlog", 11.0), &wake);
-    assert_eq!(d.desired, 1, "{}", d.reason);
+    assert_eq!(d.desired, 1, "{}", d.reason());
     wake.record(&t, &d, true);
     let d = decide(
         &t,
         &Observation::new(at(15), 1).with("backlog", 11.0),
         &wake,
     );
-    assert_eq!(d.desired, 3, "{}", d.reason);
+    assert_eq!(d.desired, 3, "{}", d.reason());
     // Missing data at zero does not wake the target.
     let d = decide(
         &t,
         &Observation::new(t0(), 0).with_missing("backlog"),
         &seen(),
     );
-    assert_eq!(d.desired, 0, "{}", d.reason);
+    assert_eq!(d.desired, 0, "{}", d.reason());
     // Idle, but not yet for the 5 minute cooldown: hold 1.
     let mut h = seen();
     h.last_active = Some(t0().into());
     let d = decide(&t, &Observation::new(at(120), 1).with("backlog", 0.0), &h);
-    assert_eq!(d.desired, 1, "{}", d.reason);
+    assert_eq!(d.desired, 1, "{}", d.reason());
     // Idle for exactly 5 minutes: still 1 (KEDA: lastActiveTime + cooldownPeriod < now).
     let d = decide(&t, &Observation::new(at(300), 1).with("backlog", 0.0), &h);
-    assert_eq!(d.desired, 1, "{}", d.reason);
+    assert_eq!(d.desired, 1, "{}", d.reason());
     // Idle for longer: zero.
     let d = decide(&t, &Observation::new(at(315), 1).with("backlog", 0.0), &h);
-    assert_eq!(d.desired, 0, "{}", d.reason);
-    assert!(d.reason.contains("scale to zero"), "{}", d.reason);
+    assert_eq!(d.desired, 0, "{}", d.reason());
+    assert!(d.reason().contains("scale to zero"), "{}", d.reason());
     // Missing data never scales to zero and keeps the countdown from starting.
     let d = decide(
         &t,
         &Observation::new(at(3600), 1).with_missing("backlog"),
         &h,
     );
-    assert_eq!(d.desired, 1, "{}", d.reason);
+    assert_eq!(d.desired, 1, "{}", d.reason());
     assert!(d.update.active);
 }
 
@@ -483,7 +521,7 @@ fn unusable_values_never_scale_in() {
         let mut obs = Observation::new(t0(), 8);
         obs.metrics.insert("cpu", sample);
         let d = decide(&t, &obs, &seen());
-        assert_eq!(d.desired, 8, "{label}: {}", d.reason);
+        assert_eq!(d.desired, 8, "{label}: {}", d.reason());
         assert_eq!(d.explanation.metrics[0].value, None, "{label}");
         assert!(d.explanation.metrics[0].problem.is_some(), "{label}");
     }
@@ -520,11 +558,11 @@ target_value = 50
             .with_missing("mem"),
         &seen(),
     );
-    assert_eq!(d.desired, 10, "{}", d.reason);
+    assert_eq!(d.desired, 10, "{}", d.reason());
     assert!(
-        d.reason.contains("no scale-in while mem is missing"),
+        d.reason().contains("no scale-in while mem is missing"),
         "{}",
-        d.reason
+        d.reason()
     );
     let d = decide(
         &t,
@@ -533,7 +571,7 @@ target_value = 50
             .with_missing("mem"),
         &seen(),
     );
-    assert_eq!(d.desired, 20, "{}", d.reason);
+    assert_eq!(d.desired, 20, "{}", d.reason());
 }
 
 #[test]
@@ -764,7 +802,7 @@ fn a_sale_window_raises_min_at_once_and_ends_on_time() {
     assert_eq!((d.desired, d.explanation.bounds.min), (2, 1));
     // At the start: 2 -> 20 in one step, rate limits notwithstanding.
     let d = decide(&t, &Observation::new(bf, 2).with("cpu", 70.0), &h);
-    assert_eq!(d.desired, 20, "{}", d.reason);
+    assert_eq!(d.desired, 20, "{}", d.reason());
     assert!(d
         .explanation
         .bounds
@@ -777,11 +815,11 @@ fn a_sale_window_raises_min_at_once_and_ends_on_time() {
         &Observation::new(bf + Duration::hours(1), 100).with("cpu", 95.0),
         &h,
     );
-    assert_eq!(d.desired, 120, "{}", d.reason);
+    assert_eq!(d.desired, 120, "{}", d.reason());
     // After the end max is 100 again: capacity comes down to it at once.
     let end: DateTime<Utc> = "2026-12-01T05:00:00Z".parse().unwrap();
     let d = decide(&t, &Observation::new(end, 120).with("cpu", 95.0), &h);
-    assert_eq!(d.desired, 100, "{}", d.reason);
+    assert_eq!(d.desired, 100, "{}", d.reason());
 }
 
 #[test]
@@ -807,7 +845,7 @@ fn cron_windows_follow_their_time_zone() {
         &Observation::new("2026-11-23T14:00:00Z".parse().unwrap(), 2).with("cpu", 10.0),
         &seen(),
     );
-    assert_eq!(d.desired, 4, "{}", d.reason);
+    assert_eq!(d.desired, 4, "{}", d.reason());
 }
 
 #[test]
@@ -869,13 +907,13 @@ fn predictive_floor_comes_schedule_ahead_early() {
     let mut obs = Observation::new(t0(), 3).with("rps", 300.0);
     obs.forecast = Some(std::sync::Arc::new(forecast(&[300.0, 320.0, 750.0, 800.0])));
     let d = decide(&t, &obs, &seen());
-    assert_eq!(d.desired, 8, "{}", d.reason);
+    assert_eq!(d.desired, 8, "{}", d.reason());
     let f = d.explanation.forecast.as_ref().unwrap();
     assert_eq!((f.capacity, f.applied), (Some(8), true));
     // Forecast only: published, not applied.
     let t = predictive_target("forecast_only", "\"honor\"");
     let d = decide(&t, &obs, &seen());
-    assert_eq!(d.desired, 3, "{}", d.reason);
+    assert_eq!(d.desired, 3, "{}", d.reason());
     assert_eq!(d.explanation.forecast.as_ref().unwrap().capacity, Some(8));
 }
 
@@ -888,7 +926,7 @@ fn predictive_max_capacity_breach() {
         &obs,
         &seen(),
     );
-    assert_eq!(d.desired, 10, "honor keeps max: {}", d.reason);
+    assert_eq!(d.desired, 10, "honor keeps max: {}", d.reason());
     let d = decide(
         &predictive_target("forecast_and_scale", "{ increase_by_percent = 10 }"),
         &obs,
@@ -899,7 +937,7 @@ fn predictive_max_capacity_breach() {
         (d.desired, d.explanation.bounds.max),
         (12, 14),
         "{}",
-        d.reason
+        d.reason()
     );
 }
 
@@ -921,7 +959,7 @@ fn a_bad_forecast_stands_down_and_reactive_scaling_still_works() {
     let f = d.explanation.forecast.as_ref().unwrap();
     assert!(!f.applied && f.note.contains("standing down"), "{}", f.note);
     // The target-tracking policy still scales out on the real load.
-    assert_eq!(d.desired, 7, "{}", d.reason);
+    assert_eq!(d.desired, 7, "{}", d.reason());
     // Live checks are sampled at most every five minutes.
     assert!(d.update.forecast_check.is_some());
     let mut h2 = h.clone();
@@ -955,7 +993,7 @@ fn first_sight_holds_scale_down_like_hpa() {
         &Observation::new(t0(), 10).with("cpu", 7.0),
         &History::default(),
     );
-    assert_eq!(d.desired, 10, "{}", d.reason);
+    assert_eq!(d.desired, 10, "{}", d.reason());
     // The seed stays in the window: the next ticks are held too, until it leaves.
     let mut h = History::default();
     let mut cur = 10;
@@ -974,7 +1012,7 @@ fn first_sight_holds_scale_down_like_hpa() {
         &Observation::new(t0(), 10).with("cpu", 140.0),
         &History::default(),
     );
-    assert_eq!(d.desired, 20, "{}", d.reason);
+    assert_eq!(d.desired, 20, "{}", d.reason());
 }
 
 #[test]
@@ -1017,32 +1055,32 @@ fn cooldowns_and_warmup_hold_the_right_direction() {
     // Within the 1m scale-out cooldown the metric (still 2x the target, it lags) counts
     // from the 5 units before: 10 are already there, nothing more (AWS).
     let d = decide(&t, &Observation::new(at(30), 10).with("cpu", 140.0), &h);
-    assert_eq!(d.desired, 10, "{}", d.reason);
+    assert_eq!(d.desired, 10, "{}", d.reason());
     assert!(
-        d.reason.contains("before the scale-out cooldown"),
+        d.reason().contains("before the scale-out cooldown"),
         "{}",
-        d.reason
+        d.reason()
     );
     // Even more load inside the cooldown still scales out, by the difference.
     let d = decide(&t, &Observation::new(at(30), 10).with("cpu", 280.0), &h);
-    assert_eq!(d.desired, 20, "{}", d.reason);
+    assert_eq!(d.desired, 20, "{}", d.reason());
     let d = decide(&t, &Observation::new(at(61), 10).with("cpu", 140.0), &h);
     assert_eq!(d.desired, 20);
     // Warm-up: no scale-in while new units warm.
     let d = decide(&t, &Observation::new(at(20), 10).with("cpu", 7.0), &h);
-    assert!(d.reason.contains("warming"), "{}", d.reason);
+    assert!(d.reason().contains("warming"), "{}", d.reason());
     assert_eq!(d.desired, 10);
     // Scale-in cooldown after a scale-in.
     let mut h = seen();
     h.last_scale_in = Some(t0().into());
     let d = decide(&t, &Observation::new(at(119), 10).with("cpu", 7.0), &h);
-    assert_eq!(d.desired, 10, "{}", d.reason);
+    assert_eq!(d.desired, 10, "{}", d.reason());
     let d = decide(&t, &Observation::new(at(120), 10).with("cpu", 7.0), &h);
-    assert_eq!(d.desired, 1, "{}", d.reason);
+    assert_eq!(d.desired, 1, "{}", d.reason());
     // A scale-out after the scale-in ends the scale-in cooldown (AWS); only warm-up holds.
     h.last_scale_out = Some(at(10).into());
     let d = decide(&t, &Observation::new(at(60), 10).with("cpu", 7.0), &h);
-    assert_eq!(d.desired, 1, "{}", d.reason);
+    assert_eq!(d.desired, 1, "{}", d.reason());
 }
 
 #[test]
@@ -1057,10 +1095,10 @@ fn scale_to_zero_respects_the_scale_in_holds() {
     let mut obs = Observation::new(at(400), 5).with("backlog", 0.0);
     obs.scale_in_blocked = Some("deployment in progress".into());
     let d = decide(&t, &obs, &h);
-    assert_eq!(d.desired, 5, "{}", d.reason);
+    assert_eq!(d.desired, 5, "{}", d.reason());
     obs.scale_in_blocked = None;
     let d = decide(&t, &obs, &h);
-    assert_eq!(d.desired, 0, "{}", d.reason);
+    assert_eq!(d.desired, 0, "{}", d.reason());
     let t = target(&format!(
         "{BACKLOG_5}[target.behavior]\ndisable_scale_in = true\n"
     ));
@@ -1092,14 +1130,14 @@ fn units_still_starting_never_turn_a_hot_metric_into_a_scale_in() {
         &Observation::new(t0(), 10).with("cpu", 80.0).with_ready(2),
         &seen(),
     );
-    assert_eq!(d.desired, 10, "{}", d.reason);
+    assert_eq!(d.desired, 10, "{}", d.reason());
     // Far above target even counting the starting units: scale out, never in.
     let d = decide(
         &t,
         &Observation::new(t0(), 10).with("cpu", 700.0).with_ready(2),
         &seen(),
     );
-    assert_eq!(d.desired, 20, "{}", d.reason);
+    assert_eq!(d.desired, 20, "{}", d.reason());
 }
 
 #[test]
@@ -1137,9 +1175,9 @@ fn disable_scale_in_paused_and_deployments_hold() {
     let d = decide(&t, &Observation::new(t0(), 10).with("cpu", 140.0), &seen());
     assert_eq!(d.desired, 10);
     assert!(
-        d.reason.contains("paused: policies propose 20"),
+        d.reason().contains("paused: policies propose 20"),
         "{}",
-        d.reason
+        d.reason()
     );
     // Paused still respects the bounds.
     assert_eq!(
@@ -1151,7 +1189,11 @@ fn disable_scale_in_paused_and_deployments_hold() {
     obs.scale_in_blocked = Some("deployment in progress".into());
     let d = decide(&t, &obs, &seen());
     assert_eq!(d.desired, 10);
-    assert!(d.reason.contains("deployment in progress"), "{}", d.reason);
+    assert!(
+        d.reason().contains("deployment in progress"),
+        "{}",
+        d.reason()
+    );
 }
 
 #[test]
@@ -1171,8 +1213,8 @@ fn current_outside_bounds_is_corrected_at_once() {
 fn explanation_is_one_line_and_json() {
     let t = target(CPU_70);
     let d = decide(&t, &Observation::new(t0(), 4).with("cpu", 140.0), &seen());
-    assert_eq!(d.reason, "scale out 4 -> 8: target_tracking:cpu: cpu 140 vs target 70 on 4 units: ceil(4 x 2.000) = 8 (wins)");
-    assert!(!d.reason.contains('\n'));
+    assert_eq!(d.reason(), "scale out 4 -> 8: target_tracking:cpu: cpu 140 vs target 70 on 4 units: ceil(4 x 2.000) = 8 (wins)");
+    assert!(!d.reason().contains('\n'));
     let j = d.to_json();
     assert_eq!(j["desired"], 8);
     assert_eq!(j["action"], "scale_out");
@@ -1264,22 +1306,22 @@ proptest! {
             obs.metrics.insert("m", v.map(Sample::Value));
             let d = decide(&t, &obs, &h);
             let (lo, hi) = (d.explanation.bounds.min, d.explanation.bounds.max);
-            prop_assert!(d.desired >= lo && d.desired <= hi, "{} outside {lo}..{hi}: {}", d.desired, d.reason);
+            prop_assert!(d.desired >= lo && d.desired <= hi, "{} outside {lo}..{hi}: {}", d.desired, d.reason());
             prop_assert!(lo >= t.min && hi == t.max, "bounds {lo}..{hi} outside the target's {}..{}", t.min, t.max);
             if cur < lo || cur > hi {
                 // Out of bounds: brought to the nearest bound, nothing else.
-                prop_assert_eq!(d.desired, cur.clamp(lo, hi), "{}", d.reason);
+                prop_assert_eq!(d.desired, cur.clamp(lo, hi), "{}", d.reason());
             } else {
                 let usable = v.is_some_and(|x| x.is_finite() && x >= 0.0);
                 if !usable || t.behavior.disable_scale_in {
-                    prop_assert!(d.desired >= cur, "scale-in on missing data or while disabled: {cur} -> {}: {}", d.desired, d.reason);
+                    prop_assert!(d.desired >= cur, "scale-in on missing data or while disabled: {cur} -> {}: {}", d.desired, d.reason());
                 }
                 if d.desired != 0 {
-                    prop_assert!(d.desired <= scale_up_limit(now.into(), cur, &h, &t.behavior.scale_up).max(lo), "up limit: {}", d.reason);
-                    prop_assert!(d.desired >= scale_down_limit(now.into(), cur, &h, &t.behavior.scale_down).min(hi), "down limit: {}", d.reason);
+                    prop_assert!(d.desired <= scale_up_limit(now.into(), cur, &h, &t.behavior.scale_up).max(lo), "up limit: {}", d.reason());
+                    prop_assert!(d.desired >= scale_down_limit(now.into(), cur, &h, &t.behavior.scale_down).min(hi), "down limit: {}", d.reason());
                 }
                 if cur == 0 && !usable {
-                    prop_assert_eq!(d.desired, lo, "missing data woke a target at zero: {}", d.reason);
+                    prop_assert_eq!(d.desired, lo, "missing data woke a target at zero: {}", d.reason());
                 }
             }
             h.record(&t, &d, true);
@@ -1298,7 +1340,7 @@ proptest! {
             TrackingTarget::PerUnit(x) => x * cur as f64 * ratio,
         };
         let d = decide(&t, &Observation::new(t0(), cur).with("m", value), &seen());
-        prop_assert_eq!(d.desired, cur, "{}", d.reason);
+        prop_assert_eq!(d.desired, cur, "{}", d.reason());
     }
 
     /// Any observation and any history: no panic, bounds hold.
@@ -1452,7 +1494,7 @@ proptest! {
             fresh.cache = Cache::default();
             let uncached = decide(&t, &obs, &fresh);
             for (label, d) in [("quiet", &quiet), ("uncached", &uncached)] {
-                prop_assert_eq!(d.desired, full.desired, "{} at {}: {}", label, now, full.reason);
+                prop_assert_eq!(d.desired, full.desired, "{} at {}: {}", label, now, full.reason());
                 prop_assert_eq!(d.action, full.action);
                 prop_assert_eq!(d.update.recommendation, full.update.recommendation);
                 prop_assert_eq!(d.update.consecutive_failures, full.update.consecutive_failures);
@@ -1471,8 +1513,8 @@ proptest! {
                     full.explanation.proposals.iter().map(|p| p.proposal).collect::<Vec<_>>()
                 );
             }
-            prop_assert!(!quiet.explained && quiet.reason.is_empty() && full.explained && !full.reason.is_empty());
-            prop_assert_eq!(uncached.reason.as_str(), full.reason.as_str());
+            prop_assert!(!quiet.explained && quiet.reason().is_empty() && full.explained && !full.reason().is_empty());
+            prop_assert_eq!(uncached.reason(), full.reason());
             h.record(&t, &quiet, true);
             fresh.record(&t, &full, true);
             prop_assert_eq!(&h, &fresh);

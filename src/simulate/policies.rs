@@ -140,9 +140,9 @@ impl Controller for PolicyController {
         self.history.record(&self.target, &d, true);
         self.forecast = obs.forecast;
         self.reason = if reused.is_empty() {
-            d.reason
+            d.reason()
         } else {
-            format!("{} ({})", d.reason, reused.join(", "))
+            format!("{} ({})", d.reason(), reused.join(", "))
         };
         d.desired
     }

@@ -173,7 +173,7 @@ pub fn decide(data: &[u8]) {
             d.desired,
             bounds.min,
             bounds.max,
-            d.reason
+            d.reason()
         );
         if missing && current <= bounds.max {
             assert!(
@@ -181,7 +181,7 @@ pub fn decide(data: &[u8]) {
                 "{}: scaled in {current} -> {} on missing data: {}",
                 target.name,
                 d.desired,
-                d.reason
+                d.reason()
             );
         }
         history.record(target, &d, true);
