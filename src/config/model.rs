@@ -236,8 +236,9 @@ pub enum MetricSource {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Policy {
-    pub name: String,
-    pub metric: String,
+    /// Shared (as `metric` is with the target's metric) with every explanation that names it.
+    pub name: Arc<str>,
+    pub metric: Arc<str>,
     /// Where `metric` is in the target's `metrics`, set by validation; the core reads the
     /// metric by this index (by name when the index is out of range or points at a metric
     /// whose name has another length, as in a target built by hand).

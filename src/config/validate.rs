@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
@@ -1566,8 +1567,9 @@ fn policies(
         };
         if let Some(metric_index) = metric_index {
             out.push(Policy {
-                name,
-                metric: metric_name.clone(),
+                name: name.into(),
+                // The metric's own name, shared.
+                metric: Arc::clone(&metrics[metric_index].name),
                 metric_index,
                 kind,
             });

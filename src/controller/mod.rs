@@ -213,7 +213,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
     /// Refreshes the forecasts that are due: 14 days of 5-minute history in, 48 hours out.
     /// A failure is retried after at most 15 minutes; the old forecast stays until then.
     pub async fn refresh_forecasts(&mut self, now: DateTime<Utc>) {
-        let due: Vec<(String, String, u64)> = self
+        let due: Vec<(String, Arc<str>, u64)> = self
             .config
             .targets
             .iter()

@@ -180,7 +180,7 @@ fn target(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
 fn reused(t: &TargetStatus, metric: &str, now: DateTime<Utc>) -> String {
     t.metrics
         .iter()
-        .find(|m| m.name == metric)
+        .find(|m| *m.name == *metric)
         .and_then(|m| m.read_at.filter(|_| m.value.is_some()))
         .map(|at| format!(" (read {} s ago)", (now - at).num_seconds().max(0)))
         .unwrap_or_default()

@@ -131,9 +131,9 @@ pub struct TargetStatus {
     pub min: u32,
     pub max: u32,
     /// Target-tracking policies: (policy, metric, target).
-    tracking: Vec<(String, String, TrackingTarget)>,
+    tracking: Vec<(Arc<str>, Arc<str>, TrackingTarget)>,
     /// Every policy: (name, kind).
-    policies: Vec<(String, &'static str)>,
+    policies: Vec<(Arc<str>, &'static str)>,
     /// Whether the last tick decided this target (a target AWS already scales, without
     /// `takeover`, is dropped by the controller).
     pub in_last_tick: bool,
@@ -153,8 +153,8 @@ pub struct TargetStatus {
 /// target-tracking policy's when another kind won or nothing proposed).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Load {
-    pub policy: String,
-    pub metric: String,
+    pub policy: Arc<str>,
+    pub metric: Arc<str>,
     pub value: Option<f64>,
     /// What the current capacity is meant to carry: the per-unit target for averages, the
     /// per-unit target times current capacity for totals.
@@ -167,7 +167,7 @@ pub struct Load {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricStatus {
-    pub name: String,
+    pub name: Arc<str>,
     pub value: Option<f64>,
     /// The newest datapoint's time (the start of its period for CloudWatch), kept across
     /// ticks where the metric was missing, so its age keeps growing.
@@ -311,7 +311,7 @@ pub fn direction(a: Action) -> &'static str {
 /// the value (`stabilization`, `rate_limit`, `bounds`, `cooldown`...), else the kind of the
 /// winning policy (`target_tracking`, `step`, `predictive`), else `no_proposal`.
 /// `policies` maps the target's policy names to their kinds.
-pub fn reason_label(policies: &[(String, &'static str)], d: &Decision) -> &'static str {
+pub fn reason_label(policies: &[(Arc<str>, &'static str)], d: &Decision) -> &'static str {
     if let Some(s) = d.explanation.steps.last() {
         return s.rule;
     }
@@ -320,7 +320,7 @@ pub fn reason_label(policies: &[(String, &'static str)], d: &Decision) -> &'stat
     };
     policies
         .iter()
-        .find(|(name, _)| name == w)
+        .find(|(name, _)| **name == **w)
         .map_or("policy", |(_, kind)| kind)
 }
 
@@ -378,7 +378,7 @@ impl TargetStatus {
                 .metrics
                 .iter()
                 .map(|m| MetricStatus {
-                    name: m.name.to_string(),
+                    name: Arc::clone(&m.name),
                     value: None,
                     at: None,
                     missing: true,
@@ -425,21 +425,21 @@ impl TargetStatus {
         let (policy, metric, target) = self
             .tracking
             .iter()
-            .find(|(p, ..)| d.explanation.winner.as_deref() == Some(p.as_str()))
+            .find(|(p, ..)| d.explanation.winner.as_deref() == Some(&**p))
             .or_else(|| self.tracking.first())?;
         let value = d
             .explanation
             .metrics
             .iter()
-            .find(|m| &m.name == metric)
+            .find(|m| *m.name == **metric)
             .and_then(|m| m.value);
         let (target, basis) = match *target {
             TrackingTarget::Average(v) => (v, "average"),
             TrackingTarget::PerUnit(v) => (v * d.current.max(1) as f64, "total"),
         };
         Some(Load {
-            policy: policy.clone(),
-            metric: metric.clone(),
+            policy: Arc::clone(policy),
+            metric: Arc::clone(metric),
             value,
             target,
             ratio: value.filter(|_| target > 0.0).map(|v| v / target),
@@ -452,7 +452,7 @@ impl TargetStatus {
         self.in_last_tick = true;
         self.error = r.error.as_ref().map(|e| e.to_string());
         for m in &mut self.metrics {
-            let Some(reading) = readings.get(&(self.name.as_str(), m.name.as_str())) else {
+            let Some(reading) = readings.get(&(self.name.as_str(), &*m.name)) else {
                 continue;
             };
             m.missing = reading.sample.is_none();
@@ -466,7 +466,7 @@ impl TargetStatus {
             return;
         };
         for line in &d.explanation.metrics {
-            if let Some(m) = self.metrics.iter_mut().find(|m| m.name == line.name) {
+            if let Some(m) = self.metrics.iter_mut().find(|m| *m.name == *line.name) {
                 m.value = line.value;
                 if line.value.is_none() && m.problem.is_none() {
                     m.problem = line.problem.map(|p| p.to_string());
@@ -532,9 +532,7 @@ impl State {
         self.targets = targets
             .iter()
             .map(|t| {
-                let mut s = old
-                    .remove(&t.name)
-                    .unwrap_or_else(|| TargetStatus::new(t));
+                let mut s = old.remove(&t.name).unwrap_or_else(|| TargetStatus::new(t));
                 s.configure(t);
                 s.keep_decisions = decisions_per_target(targets.len());
                 let drop = s.decisions.len().saturating_sub(s.keep_decisions);

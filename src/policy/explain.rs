@@ -2,6 +2,7 @@
 //! each rule that moved or held the result. Serializes to JSON; `reason` is one log line.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -64,7 +65,7 @@ pub struct Explanation {
     pub metrics: Vec<MetricLine>,
     pub proposals: Vec<ProposalLine>,
     /// The policy whose proposal won (the largest), if any proposed.
-    pub winner: Option<String>,
+    pub winner: Option<Name>,
     /// The largest proposal before behavior rules (what the stabilization window remembers).
     pub recommendation: u32,
     pub bounds: BoundsLine,
@@ -78,9 +79,58 @@ pub struct Explanation {
     pub capacity_read_secs_ago: Option<u64>,
 }
 
+/// A metric's or policy's name in an explanation: the config's own string, shared, or
+/// empty in a quiet decision ([`super::decide_quiet`] renders no text). Reads as a `&str`;
+/// serializes as one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Name(Option<Arc<str>>);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or("")
+    }
+}
+
+impl From<&Arc<str>> for Name {
+    fn from(n: &Arc<str>) -> Self {
+        Name(Some(Arc::clone(n)))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricLine {
-    pub name: String,
+    pub name: Name,
     pub value: Option<f64>,
     /// Why the value is not usable (missing, NaN, negative...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,8 +179,8 @@ impl Serialize for Problem {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ProposalLine {
-    pub policy: String,
-    pub metric: String,
+    pub policy: Name,
+    pub metric: Name,
     pub proposal: Option<u32>,
     pub detail: String,
 }
@@ -147,7 +197,7 @@ pub struct BoundsLine {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ForecastLine {
-    pub policy: String,
+    pub policy: Name,
     pub mode: &'static str,
     /// Highest load expected between now and `schedule_ahead` from now.
     pub predicted_load: Option<f64>,

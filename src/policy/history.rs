@@ -214,7 +214,7 @@ impl History {
         }
         if !self.breach_since.is_empty() {
             self.breach_since
-                .retain(|name, _| target.policies.iter().any(|p| &p.name == name));
+                .retain(|name, _| target.policies.iter().any(|p| *p.name == **name));
         }
         self.cache
             .windows

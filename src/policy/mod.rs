@@ -31,7 +31,7 @@ mod observation;
 pub use behavior::{scale_down_limit, scale_up_limit, stabilize};
 pub use clock::Stamp;
 pub use explain::{
-    num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, Problem,
+    num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, Name, Problem,
     ProposalLine, StepLine, Update,
 };
 pub use history::{
@@ -39,6 +39,8 @@ pub use history::{
     FORECAST_CHECK_EVERY_SECS,
 };
 pub use observation::{ForecastSeries, Metrics, Observation, Sample};
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -95,7 +97,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
 
     // Names are text too: quiet decisions leave them empty (their lines follow the order of
     // the target's metrics and policies).
-    let name = |n: &str| if x { n.to_string() } else { String::new() };
+    let name = |n: &Arc<str>| if x { Name::from(n) } else { Name::default() };
 
     // 1. Metrics.
     ex.metrics.reserve_exact(target.metrics.len());
@@ -134,7 +136,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
         .iter()
         .filter(|p| !matches!(p.kind, PolicyKind::Predictive(_)))
         .filter(|p| value_of(p).is_err())
-        .map(|p| p.metric.as_str())
+        .map(|p| &*p.metric)
         .peekable();
     let any_missing = missing.peek().is_some();
     upd.consecutive_failures = if !any_missing {
@@ -166,7 +168,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     });
 
     // 3. Proposals.
-    let mut best: Option<(u32, &str)> = None;
+    let mut best: Option<(u32, &Arc<str>)> = None;
     let mut forecast_floor: Option<(u32, &PredictivePolicy, &str)> = None;
     let mut proposals = Vec::with_capacity(target.policies.len());
     let mut forecast_line = None;
@@ -194,8 +196,8 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
                 Ok(v) => {
                     let (prop, detail, since) =
                         step(s, &p.name, v, current, cooldown_base, now, history, x);
-                    if history.breach_since.get(&p.name).copied() != since {
-                        upd.breaches.insert(p.name.clone(), since);
+                    if history.breach_since.get(&*p.name).copied() != since {
+                        upd.breaches.insert(p.name.to_string(), since);
                     }
                     (prop, text!(x, "{}: {detail}", p.metric))
                 }
@@ -499,7 +501,11 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     ex.steps = steps;
     Decision {
         at,
-        target: name(&target.name),
+        target: if x {
+            target.name.clone()
+        } else {
+            String::new()
+        },
         current,
         desired,
         action,
@@ -844,7 +850,7 @@ fn step(
 #[allow(clippy::too_many_arguments)]
 fn predictive(
     pp: &PredictivePolicy,
-    name: &str,
+    name: &Arc<str>,
     now: Stamp,
     obs: &Observation,
     actual: Option<f64>,
@@ -857,7 +863,7 @@ fn predictive(
         PredictiveMode::ForecastAndScale => "forecast_and_scale",
     };
     let mut line = ForecastLine {
-        policy: if x { name.into() } else { String::new() },
+        policy: if x { Name::from(name) } else { Name::default() },
         mode,
         predicted_load: None,
         capacity: None,

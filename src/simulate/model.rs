@@ -232,7 +232,7 @@ fn from_policies(target: &Target, metric: &str) -> Option<(MetricModel, String)>
     target
         .policies
         .iter()
-        .filter(|p| p.metric == metric)
+        .filter(|p| *p.metric == *metric)
         .find_map(|p| match &p.kind {
             PolicyKind::TargetTracking {
                 target: TrackingTarget::Average(t),

@@ -140,7 +140,7 @@ pub fn decide(data: &[u8]) {
             .policies
             .iter()
             .filter(|p| !matches!(p.kind, PolicyKind::Predictive(_)))
-            .map(|p| p.metric.as_str())
+            .map(|p| &*p.metric)
             .collect();
         let missing = metrics
             .iter()
