@@ -124,6 +124,10 @@ impl FakeCloud {
     pub fn calls(&self) -> Calls {
         self.with(|s| s.calls.clone())
     }
+    /// Takes the calls recorded so far (the log starts again empty).
+    pub fn take_calls(&self) -> Calls {
+        self.with(|s| std::mem::take(&mut s.calls))
+    }
 
     async fn delay(&self) {
         if !self.latency.is_zero() {

@@ -558,7 +558,7 @@ async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() 
     for k in 1..4 {
         let r = c.tick(t0() + Duration::seconds(15 * k)).await;
         assert_eq!(reads(), 2 + k as u64, "tick {k}: the queue only");
-        let cpu = r.readings.iter().find(|x| x.metric == "cpu").unwrap();
+        let cpu = r.readings.iter().find(|x| &*x.metric == "cpu").unwrap();
         assert_eq!(cpu.reused_read_at, Some(t0()));
         assert_eq!(cpu.at, Some(t0()), "reused with its own timestamp");
         let d = r.result("api").unwrap().decision.as_ref().unwrap();
@@ -581,7 +581,7 @@ async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() 
         let before = reads();
         let r = c.tick(t0() + Duration::seconds(15 * k)).await;
         assert_eq!(reads() - before, 1, "tick {k}: cpu reused");
-        let cpu = r.readings.iter().find(|x| x.metric == "cpu").unwrap();
+        let cpu = r.readings.iter().find(|x| &*x.metric == "cpu").unwrap();
         assert_eq!(cpu.sample, Some(capstan::policy::Sample::Value(100.0)));
     }
     let held = cloud.capacity("api");
@@ -593,7 +593,7 @@ async fn a_metric_with_poll_every_is_read_once_a_minute_and_reused_in_between() 
             2,
             "tick {k}: cpu read, and again after a failure"
         );
-        let cpu = r.readings.iter().find(|x| x.metric == "cpu").unwrap();
+        let cpu = r.readings.iter().find(|x| &*x.metric == "cpu").unwrap();
         assert_eq!(cpu.sample, None);
         assert_eq!(cpu.reused_read_at, None);
     }

@@ -134,7 +134,7 @@ async fn cloudwatch_newest_complete_point_expression_staleness_and_gaps() {
     let get = |n: &str| {
         readings
             .iter()
-            .find(|r| r.metric == n)
+            .find(|r| &*r.metric == n)
             .unwrap_or_else(|| panic!("no reading for {n}: {readings:?}"))
     };
     assert_eq!(
@@ -246,7 +246,7 @@ async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
         .with_concurrency(2)
         .read(&reqs, Utc::now())
         .await;
-    let backlog = readings.iter().find(|r| r.metric == "backlog").unwrap();
+    let backlog = readings.iter().find(|r| &*r.metric == "backlog").unwrap();
     assert_eq!(
         backlog.sample,
         Some(Sample::Queue {
@@ -256,7 +256,7 @@ async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
         }),
         "{backlog:?}"
     );
-    let ghost = readings.iter().find(|r| r.metric == "ghost").unwrap();
+    let ghost = readings.iter().find(|r| &*r.metric == "ghost").unwrap();
     assert!(ghost.sample.is_none());
     assert!(
         ghost
@@ -277,7 +277,7 @@ async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
     let reqs = MetricRequest::all(&[t]);
     let all = AwsSources::new(&sdk).read(&reqs, Utc::now()).await;
     assert_eq!(all.len(), reqs.len());
-    let backlog = all.iter().find(|r| r.metric == "backlog").unwrap();
+    let backlog = all.iter().find(|r| &*r.metric == "backlog").unwrap();
     assert_eq!(
         backlog.sample,
         Some(Sample::Queue {
@@ -362,7 +362,7 @@ target_value = 1000
     for k in 0..8i64 {
         let now = start + Duration::seconds(5 + 15 * k);
         let r = c.tick(now).await;
-        let get = |n: &str| r.readings.iter().find(|x| x.metric == n).unwrap().clone();
+        let get = |n: &str| r.readings.iter().find(|x| &*x.metric == n).unwrap().clone();
         // The newest complete period at `now`: the fast metric's, read this tick.
         let newest = floor_to(now, 60) - Duration::minutes(1);
         assert_eq!(

@@ -463,7 +463,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         readings.extend(reused);
         let mut by_metric: HashMap<(&str, &str), &Reading> = HashMap::new();
         for r in &readings {
-            by_metric.insert((r.target.as_str(), r.metric.as_str()), r);
+            by_metric.insert((r.target.as_str(), &*r.metric), r);
         }
         let mut states: Vec<Option<Result<CapacityState, AwsError>>> =
             (0..n).map(|_| None).collect();

@@ -586,9 +586,7 @@ impl State {
         let mut readings: HashMap<(&str, &str), &Reading> =
             HashMap::with_capacity(report.readings.len());
         for x in &report.readings {
-            readings
-                .entry((x.target.as_str(), x.metric.as_str()))
-                .or_insert(x);
+            readings.entry((x.target.as_str(), &*x.metric)).or_insert(x);
         }
         for (r, slot) in report.results.iter().zip(slots) {
             let Some(i) = slot else {

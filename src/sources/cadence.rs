@@ -105,12 +105,11 @@ impl Cadence {
             return;
         }
         for reading in readings.iter().filter(|r| r.sample.is_some()) {
-            let Some(req) = with_cadence.get(&(reading.target.as_str(), reading.metric.as_str()))
-            else {
+            let Some(req) = with_cadence.get(&(reading.target.as_str(), &*reading.metric)) else {
                 continue;
             };
             self.kept.insert(
-                (reading.target.clone(), reading.metric.clone()),
+                (reading.target.clone(), reading.metric.to_string()),
                 Kept {
                     reading: reading.clone(),
                     read_at: now,
@@ -248,7 +247,7 @@ target_value = 50
                     k % 4 == 0,
                     "tick {k}"
                 );
-                let orders = readings.iter().find(|r| r.metric == "orders").unwrap();
+                let orders = readings.iter().find(|r| &*r.metric == "orders").unwrap();
                 let read_tick = k - k % 4;
                 let read_at =
                     start + secs(15 * read_tick as i64) - chrono::Duration::milliseconds(jitter);
@@ -263,7 +262,7 @@ target_value = 50
                     (k % 4 != 0).then_some(read_at),
                     "tick {k}"
                 );
-                let cpu = readings.iter().find(|r| r.metric == "cpu").unwrap();
+                let cpu = readings.iter().find(|r| &*r.metric == "cpu").unwrap();
                 assert_eq!(cpu.reused_read_at, None);
             }
         }
@@ -292,7 +291,7 @@ target_value = 50
         let mut failures = 2;
         let ticks = run(&targets, t("2026-11-27T10:00:05Z"), 8, 0, |reqs, now| {
             let mut out = read_all(reqs, now);
-            for r in out.iter_mut().filter(|r| r.metric == "orders") {
+            for r in out.iter_mut().filter(|r| &*r.metric == "orders") {
                 if failures > 0 {
                     failures -= 1;
                     *r = Reading {
@@ -313,7 +312,7 @@ target_value = 50
             ticks[k]
                 .1
                 .iter()
-                .find(|r| r.metric == "orders")
+                .find(|r| &*r.metric == "orders")
                 .unwrap()
                 .clone()
         };
@@ -347,7 +346,7 @@ target_value = 50
         });
         for (k, (names, readings)) in ticks.iter().enumerate() {
             let now = t("2026-11-27T10:00:05Z") + secs(15 * k as i64);
-            let orders = readings.iter().find(|r| r.metric == "orders").unwrap();
+            let orders = readings.iter().find(|r| &*r.metric == "orders").unwrap();
             let age = (now - (frozen + secs(60))).num_seconds();
             if age > 360 {
                 assert_eq!(orders.sample, None, "tick {k}: stale is missing");

@@ -42,7 +42,8 @@ impl<'a> MetricRequest<'a> {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reading {
     pub target: String,
-    pub metric: String,
+    /// The config metric's own name, shared.
+    pub metric: std::sync::Arc<str>,
     /// `None` when missing; `problem` says why.
     pub sample: Option<Sample>,
     /// Start of the datapoint's period (CloudWatch) or the read time (SQS).
@@ -58,7 +59,7 @@ impl Reading {
     pub fn ok(req: &MetricRequest<'_>, sample: Sample, at: DateTime<Utc>) -> Self {
         Reading {
             target: req.target.name.clone(),
-            metric: req.metric.name.to_string(),
+            metric: std::sync::Arc::clone(&req.metric.name),
             sample: Some(sample),
             at: Some(at),
             problem: None,
@@ -68,7 +69,7 @@ impl Reading {
     pub fn missing(req: &MetricRequest<'_>, problem: impl Into<String>) -> Self {
         Reading {
             target: req.target.name.clone(),
-            metric: req.metric.name.to_string(),
+            metric: std::sync::Arc::clone(&req.metric.name),
             sample: None,
             at: None,
             problem: Some(problem.into()),
