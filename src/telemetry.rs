@@ -50,14 +50,19 @@ fn target_points(
     let mut push = |name: &'static str, value: f64, unit: &'static str| {
         // CloudWatch refuses a whole call for one NaN or infinite value.
         if value.is_finite() {
-            out[n] = Some(Point {
-                target: &r.target,
-                name,
-                value,
-                unit,
-                at,
-            });
-            n += 1;
+            // A point beyond the array is a new metric without a larger bound: a test
+            // (debug build) stops on it; a release build drops it rather than panic.
+            debug_assert!(n < MAX_POINTS_PER_TARGET, "raise MAX_POINTS_PER_TARGET");
+            if let Some(slot) = out.get_mut(n) {
+                *slot = Some(Point {
+                    target: &r.target,
+                    name,
+                    value,
+                    unit,
+                    at,
+                });
+                n += 1;
+            }
         }
     };
     if r.error.is_some() {
