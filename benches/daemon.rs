@@ -462,7 +462,7 @@ fn main() {
     let mut hwm_ticks = 0;
     for k in 0..WARM + ticks {
         set_load(&fake, ctl.config(), k);
-        let rss_before = status_kib("VmRSS");
+        let rss_before = if trace_memory { status_kib("VmRSS") } else { 0 };
         if trace_memory {
             hwm_ticks = hwm_ticks.max(status_kib("VmHWM"));
             let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -477,15 +477,9 @@ fn main() {
         status.record(&report);
         // As the metrics task does: the points a `PutMetricData` call's worth at a time
         // (the call itself is not modeled).
-        let mut points = capstan::telemetry::points(&report).peekable();
-        while points.peek().is_some() {
-            let call: Vec<_> = points
-                .by_ref()
-                .take(capstan::telemetry::DATUMS_PER_CALL)
-                .collect();
+        for call in capstan::telemetry::per_call(capstan::telemetry::points(&report)) {
             std::hint::black_box(&call);
         }
-        drop(points);
         let applied_now = report.applied();
         drop(report);
         // As the daemon's status task does after recording a tick.

@@ -108,6 +108,18 @@ fn target_points(
     out
 }
 
+/// Points grouped a `PutMetricData` call's worth ([`DATUMS_PER_CALL`]) at a time, each
+/// group made only when the one before is done with.
+pub fn per_call<'a>(
+    points: impl Iterator<Item = Point<'a>>,
+) -> impl Iterator<Item = Vec<Point<'a>>> {
+    let mut points = points.peekable();
+    std::iter::from_fn(move || {
+        points.peek()?;
+        Some(points.by_ref().take(DATUMS_PER_CALL).collect())
+    })
+}
+
 /// Groups points into EMF log lines, one per target (a target's points come together).
 pub fn emf_lines<'a>(
     namespace: &'a str,
@@ -164,11 +176,9 @@ impl CloudWatchPublisher {
         points: impl Iterator<Item = Point<'a>>,
     ) -> Result<usize, AwsError> {
         let mut calls = 0;
-        let mut points = points.peekable();
-        while points.peek().is_some() {
-            let data: Vec<MetricDatum> = points
-                .by_ref()
-                .take(DATUMS_PER_CALL)
+        for call in per_call(points) {
+            let data: Vec<MetricDatum> = call
+                .into_iter()
                 .map(|p| {
                     MetricDatum::builder()
                         .metric_name(p.name)
@@ -268,6 +278,23 @@ mod tests {
         assert_eq!(get("api", "MaxCapacity"), Some(9.0));
         assert_eq!(get("gone", "ObserveFailures"), Some(1.0));
         assert_eq!(get("api", "ForecastLoad"), None);
+    }
+
+    #[test]
+    fn points_go_a_call_s_worth_at_a_time() {
+        let at: DateTime<Utc> = "2026-11-27T10:00:00Z".parse().unwrap();
+        let point = |i: usize| Point {
+            target: "api",
+            name: "CurrentCapacity",
+            value: i as f64,
+            unit: "Count",
+            at,
+        };
+        let calls: Vec<Vec<Point<'_>>> = per_call((0..1201).map(point)).collect();
+        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [DATUMS_PER_CALL, DATUMS_PER_CALL, 201]);
+        assert_eq!(calls[2][200].value, 1200.0);
+        assert_eq!(per_call(std::iter::empty()).count(), 0);
     }
 
     #[test]

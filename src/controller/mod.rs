@@ -665,7 +665,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             changed.push(&t.name);
             log_decision(d, r.outcome.as_ref(), self.options.log_all);
         }
-        // The decision log keeps the newest DECISION_LOG_LEN: only those are copied.
+        // The decision log keeps the newest DECISION_LOG_LEN (shared with the report).
         let decided: Vec<&Arc<Decision>> =
             results.iter().filter_map(|r| r.decision.as_ref()).collect();
         for d in &decided[decided.len().saturating_sub(DECISION_LOG_LEN)..] {

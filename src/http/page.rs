@@ -155,8 +155,8 @@ fn target(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
                 d.current,
                 direction(d.action),
                 d.desired,
-                d.explanation().bounds.min,
-                d.explanation().bounds.max,
+                d.explanation.bounds.min,
+                d.explanation.bounds.max,
                 t.min,
                 t.max
             );

@@ -162,12 +162,12 @@ pub fn render(s: &State, calls: &CallStats, now: DateTime<Utc>) -> String {
         (
             "capstan_target_min_capacity",
             "Effective minimum of the last decision (schedules, floors included).",
-            |d| d.explanation().bounds.min,
+            |d| d.explanation.bounds.min,
         ),
         (
             "capstan_target_max_capacity",
             "Effective maximum of the last decision (schedules included).",
-            |d| d.explanation().bounds.max,
+            |d| d.explanation.bounds.max,
         ),
     ];
     for (name, help, pick) in capacity {

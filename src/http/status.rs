@@ -188,31 +188,23 @@ pub struct CapacitySample {
 }
 
 /// One decision, or a run of equal consecutive ones (same action, capacities and outcome).
-/// It shares the tick report's decision (its reason and explanation are not copied).
+/// It is the run's newest decision, shared with the tick report that carried it (read
+/// through it: `at`, `current`, `reason()`, `explanation`...), and what the run adds.
 #[derive(Clone, Debug)]
 pub struct DecisionEntry {
-    /// The latest decision of the run.
-    pub at: DateTime<Utc>,
+    /// The run's newest decision.
+    pub decision: Arc<Decision>,
+    /// When the run's first decision was made.
     pub first_at: DateTime<Utc>,
     pub count: u32,
-    pub current: u32,
-    pub desired: u32,
-    pub action: Action,
     /// What happened to a wanted change: `applied`, `failed: ...`, `skipped: ...`.
     pub outcome: Option<String>,
-    /// The latest decision of the run, as the tick reported it.
-    pub decision: Arc<Decision>,
 }
 
-impl DecisionEntry {
-    pub fn target(&self) -> &str {
-        &self.decision.target
-    }
-    pub fn reason(&self) -> String {
-        self.decision.reason()
-    }
-    pub fn explanation(&self) -> &Explanation {
-        &self.decision.explanation
+impl std::ops::Deref for DecisionEntry {
+    type Target = Decision;
+    fn deref(&self) -> &Decision {
+        &self.decision
     }
 }
 
@@ -232,7 +224,7 @@ impl Serialize for DecisionEntry {
             explanation: &'a Explanation,
         }
         Entry {
-            target: self.target(),
+            target: &self.target,
             at: self.at,
             first_at: self.first_at,
             count: self.count,
@@ -241,7 +233,7 @@ impl Serialize for DecisionEntry {
             action: self.action,
             reason: self.reason(),
             outcome: &self.outcome,
-            explanation: self.explanation(),
+            explanation: &self.explanation,
         }
         .serialize(s)
     }
@@ -485,32 +477,27 @@ impl TargetStatus {
                 max: d.explanation.bounds.max,
             },
         );
-        let entry = DecisionEntry {
-            at: d.at,
-            first_at: d.at,
-            count: 1,
-            current: d.current,
-            desired: d.desired,
-            action: d.action,
-            outcome: self.outcome.clone(),
-            decision: Arc::clone(d),
-        };
+        let outcome = self.outcome.clone();
         match self.decisions.back_mut() {
             Some(prev)
-                if prev.action == entry.action
-                    && prev.current == entry.current
-                    && prev.desired == entry.desired
-                    && prev.outcome == entry.outcome =>
+                if prev.action == d.action
+                    && prev.current == d.current
+                    && prev.desired == d.desired
+                    && prev.outcome == outcome =>
             {
-                prev.at = entry.at;
                 prev.count += 1;
-                prev.decision = entry.decision;
+                prev.decision = Arc::clone(d);
             }
             _ => {
                 while self.decisions.len() >= self.keep_decisions {
                     self.decisions.pop_front();
                 }
-                self.decisions.push_back(entry);
+                self.decisions.push_back(DecisionEntry {
+                    decision: Arc::clone(d),
+                    first_at: d.at,
+                    count: 1,
+                    outcome,
+                });
             }
         }
     }
@@ -659,7 +646,7 @@ impl State {
             .filter(|t| target.is_none_or(|n| n == t.name))
             .flat_map(|t| t.decisions.iter())
             .collect();
-        all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.target().cmp(b.target())));
+        all.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.target.cmp(&b.target)));
         all.truncate(limit.min(DECISIONS_MAX));
         all
     }
