@@ -70,6 +70,7 @@ fn main() {
                     ..ServiceModel::default()
                 },
                 poll_interval_secs: cfg.global.poll_interval_secs,
+                global: cfg.global.clone(),
                 initial: None,
                 baseline,
             };

@@ -246,6 +246,7 @@ pub fn run(a: &SimulateArgs) -> i32 {
             base_latency_secs: a.base_latency,
         },
         poll_interval_secs: a.poll_interval.unwrap_or(cfg.global.poll_interval_secs),
+        global: cfg.global.clone(),
         initial: a.initial,
         baseline: a.baseline,
     };

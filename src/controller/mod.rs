@@ -210,6 +210,11 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         self.forecast_due.get(target).map(|(_, note)| note.as_str())
     }
 
+    /// The forecast a target's predictive policy uses now.
+    pub fn forecast(&self, target: &str) -> Option<&ForecastSeries> {
+        self.forecasts.get(target).map(|f| &**f)
+    }
+
     /// Refreshes the forecasts that are due: 14 days of 5-minute history in, 48 hours out.
     /// A failure is retried after at most 15 minutes; the old forecast stays until then.
     pub async fn refresh_forecasts(&mut self, now: DateTime<Utc>) {

@@ -214,7 +214,8 @@ pub struct Update {
 
 impl Decision {
     /// The explanation as one line: the action, each proposal (the winner marked), each
-    /// rule that moved or held the result, and a reused capacity reading. Empty when the
+    /// rule that moved or held the result, reused metric values and a reused capacity
+    /// reading. Empty when the
     /// text was not rendered (`explained` false).
     pub fn reason(&self) -> String {
         use std::fmt::Write;
@@ -245,6 +246,11 @@ impl Decision {
         }
         for s in &e.steps {
             part(&mut out, &s.detail, "");
+        }
+        for m in &e.metrics {
+            if let Some(age) = m.read_secs_ago {
+                let _ = write!(out, "; {} read {age}s ago (poll_every)", m.name.as_str());
+            }
         }
         if let Some(age) = e.capacity_read_secs_ago {
             let _ = write!(out, "; capacity {} read {age}s ago (settled)", self.current);

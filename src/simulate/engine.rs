@@ -3,6 +3,7 @@
 //! published by each tick.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::model::{ServiceModel, Values};
 use super::trace::Trace;
@@ -47,6 +48,26 @@ pub trait Controller {
     /// Why the last tick decided what it did (kept for ticks that changed the capacity).
     fn reason(&self) -> Option<String> {
         None
+    }
+    /// Hands over the simulated service before the first tick. A controller that acts
+    /// through the simulated cloud (the daemon's own loop, [`super::daemon::DaemonScaler`])
+    /// keeps it, reads and sets capacity there, and returns `true`: its `tick` is then
+    /// called with the service unlocked and an empty view, and what it returns is the
+    /// capacity the service was left at.
+    fn attach(&mut self, _sim: &SharedSim) -> bool {
+        false
+    }
+}
+
+/// The simulated service, shared between the replay loop and a controller that acts
+/// through the simulated cloud.
+#[derive(Clone)]
+pub struct SharedSim(Arc<Mutex<Sim>>);
+
+impl SharedSim {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Sim> {
+        // A panic in a tick already ended the replay; the state is still readable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -114,15 +135,17 @@ struct PeriodAcc {
     latency: f64,
 }
 
-struct Sim<'a> {
-    trace: &'a Trace,
-    m: &'a ServiceModel,
-    now: i64,
-    desired: u32,
-    ready: u32,
+/// The service model's state: load, capacity, launches under way, the queue, and every
+/// metric period closed so far.
+pub struct Sim {
+    trace: Arc<Trace>,
+    pub(crate) m: ServiceModel,
+    pub(crate) now: i64,
+    pub(crate) desired: u32,
+    pub(crate) ready: u32,
     /// Launches not yet ready: (ready at, units), oldest first.
-    pending: VecDeque<(i64, u32)>,
-    queue: f64,
+    pub(crate) pending: VecDeque<(i64, u32)>,
+    pub(crate) queue: f64,
     max_backlog: f64,
     last_rate: f64,
     /// Index of the current bin, or of the next one while in a gap.
@@ -131,17 +154,15 @@ struct Sim<'a> {
     cur: BinResult,
     period_end: i64,
     acc: PeriodAcc,
-    datapoints: Vec<Datapoint>,
+    pub(crate) datapoints: Vec<Datapoint>,
     out: Vec<BinResult>,
 }
 
-impl<'a> Sim<'a> {
-    fn new(trace: &'a Trace, m: &'a ServiceModel, initial: u32) -> Self {
+impl Sim {
+    fn new(trace: Arc<Trace>, m: ServiceModel, initial: u32) -> Self {
         let t0 = trace.start();
         let p = m.metric_period_secs.max(1) as i64;
         let mut s = Sim {
-            trace,
-            m,
             now: t0,
             desired: initial,
             ready: initial,
@@ -166,6 +187,8 @@ impl<'a> Sim<'a> {
                 ((trace.end() - t0) / p + 2).clamp(0, 10_000_000) as usize
             ),
             out: Vec::with_capacity(trace.bins.len()),
+            trace,
+            m,
         };
         s.enter_bin();
         s
@@ -232,6 +255,20 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Units asked for and not ready yet.
+    pub(crate) fn pending_units(&self) -> u32 {
+        self.pending.iter().map(|p| p.1).sum()
+    }
+
+    /// Units busy now: all ready ones while a backlog waits, else what the load needs.
+    pub(crate) fn busy(&self) -> f64 {
+        if self.queue > 0.0 {
+            self.ready as f64
+        } else {
+            (self.last_rate / self.m.unit_capacity).min(self.ready as f64)
+        }
+    }
+
     fn integrate(&mut self, dt: f64, rate: f64, known: bool) {
         let capacity = self.ready as f64 * self.m.unit_capacity;
         if known {
@@ -267,14 +304,12 @@ impl<'a> Sim<'a> {
     fn close_period(&mut self) {
         let a = std::mem::take(&mut self.acc);
         let values = (a.known > 0.0).then(|| {
-            let busy = if self.queue > 0.0 {
-                self.ready as f64
-            } else {
-                (self.last_rate / self.m.unit_capacity).min(self.ready as f64)
-            };
+            let busy = self.busy();
             Values {
                 utilization: a.util / a.known,
                 per_unit_rate: a.per_unit / a.known,
+                count: a.load,
+                per_unit_count: a.per_unit,
                 rate: a.load / a.known,
                 backlog: self.queue,
                 busy,
@@ -290,7 +325,7 @@ impl<'a> Sim<'a> {
 
     /// Sets the desired capacity at `now`: increases become ready after the start-up
     /// delay; decreases cancel pending launches (newest first), then stop ready units.
-    fn apply(&mut self, desired: u32) -> std::cmp::Ordering {
+    pub(crate) fn apply(&mut self, desired: u32) -> std::cmp::Ordering {
         let ord = desired.cmp(&self.desired);
         match ord {
             std::cmp::Ordering::Greater => {
@@ -335,7 +370,12 @@ pub fn replay(
     progress: &mut dyn FnMut(f64),
 ) -> Replay {
     let initial = ctl.initial().unwrap_or(initial);
-    let mut sim = Sim::new(trace, m, initial);
+    let shared = SharedSim(Arc::new(Mutex::new(Sim::new(
+        Arc::new(trace.clone()),
+        m.clone(),
+        initial,
+    ))));
+    let on_cloud = ctl.attach(&shared);
     let rates = trace.rates();
     let bin = trace.bin_secs as i64;
     let delay = m.metric_delay_secs as i64;
@@ -349,25 +389,46 @@ pub fn replay(
     let mut actions = Vec::new();
     // The scaler starts with its first datapoint: before that it would see nothing at all,
     // which is not how a running scaler meets its load.
-    let mut t = t0.max(sim.period_end + delay);
+    let mut t = t0.max(shared.lock().period_end + delay);
     while t < t_end {
-        sim.advance(t);
-        while published < sim.datapoints.len() && sim.datapoints[published].end + delay <= t {
-            published += 1;
-        }
-        while known_bins < rates.len() && rates[known_bins].0 + bin + delay <= t {
-            known_bins += 1;
-        }
-        let view = View {
-            now: t,
-            current: sim.desired,
-            ready: sim.ready,
-            datapoints: &sim.datapoints[..published],
-            load: &rates[..known_bins],
+        let (from, want) = {
+            let mut sim = shared.lock();
+            sim.advance(t);
+            while published < sim.datapoints.len() && sim.datapoints[published].end + delay <= t {
+                published += 1;
+            }
+            while known_bins < rates.len() && rates[known_bins].0 + bin + delay <= t {
+                known_bins += 1;
+            }
+            let from = sim.desired;
+            if on_cloud {
+                (from, None)
+            } else {
+                let view = View {
+                    now: t,
+                    current: sim.desired,
+                    ready: sim.ready,
+                    datapoints: &sim.datapoints[..published],
+                    load: &rates[..known_bins],
+                };
+                (from, Some(ctl.tick(&view)))
+            }
         };
-        let want = ctl.tick(&view);
-        let from = sim.desired;
-        match sim.apply(want) {
+        let want = match want {
+            Some(w) => {
+                shared.lock().apply(w);
+                w
+            }
+            // The daemon's loop reads and sets the capacity through the simulated cloud.
+            None => ctl.tick(&View {
+                now: t,
+                current: from,
+                ready: 0,
+                datapoints: &[],
+                load: &[],
+            }),
+        };
+        match want.cmp(&from) {
             std::cmp::Ordering::Greater => outs += 1,
             std::cmp::Ordering::Less => ins += 1,
             std::cmp::Ordering::Equal => {}
@@ -386,10 +447,11 @@ pub fn replay(
         }
         t += interval;
     }
+    let mut sim = shared.lock();
     sim.advance(t_end);
     progress(1.0);
     Replay {
-        bins: sim.out,
+        bins: std::mem::take(&mut sim.out),
         ticks,
         actions,
         scale_outs: outs,

@@ -1,10 +1,15 @@
 //! Replays a request-rate trace through a target's scaling policies, with a model of the
 //! service, to see what capacity they would have run and what it would have cost.
 //!
-//! The scaler is the very same [`policy::decide`](crate::policy::decide) and
-//! [`History::record`](crate::policy::History::record) the daemon runs, ticking every poll
-//! interval (or a [baseline](baseline) in its place). Everything here is pure: the CLI
-//! (`capstan simulate`) reads the files and writes the results.
+//! The scaler is the daemon itself: every poll interval one
+//! [`Controller::tick`](crate::controller::Controller::tick) of `capstan run`'s own
+//! controller ([`daemon::DaemonScaler`]) reads metrics, refreshes forecasts from history,
+//! decides, acts and records, against a simulated AWS ([`cloud::SimCloud`]) that answers
+//! each configured metric as CloudWatch and SQS would, from the service model below. One
+//! tick function, two clouds: nothing in a replay decides with code the daemon does not
+//! run. A [baseline](baseline) can take the daemon's place; the HPA baseline is the daemon
+//! too, on an HPA-shaped target. The CLI (`capstan simulate`) reads the files and writes the
+//! results.
 //!
 //! # The service model
 //!
@@ -16,28 +21,34 @@
 //!   the desired capacity becomes ready `startup` later; a decrease takes effect at once,
 //!   cancelling launches that are not ready yet (newest first), then stopping ready units.
 //!   Capacity never goes below 0.
-//! - **Metrics** are averaged over periods of `metric_period` aligned to the Unix epoch (as
-//!   CloudWatch aligns them) and published `metric_delay` after the period ends. At a tick
-//!   the scaler sees only published datapoints, the newest one as the metric value, and a
-//!   forecaster only the trace bins that ended `metric_delay` before the tick: the replay is
-//!   strictly causal.
-//!
+//! - **Metrics** are published once per `metric_period` aligned to the Unix epoch (as
+//!   CloudWatch aligns them), `metric_delay` after the period ends. A query asks for a
+//!   statistic (`Sum`, `Average`, `Maximum`, `Minimum`, `SampleCount`, `pNN`) over any
+//!   period: each bucket aggregates the published datapoints that start in it, so the
+//!   newest bucket may be partial and a bucket with nothing published is absent. Metric
+//!   math is evaluated as CloudWatch does ([`metric_math`]). SQS queue attributes are read
+//!   live, in whole messages. The replay is strictly causal.
+//! - **Capacity readings** are what the actuators report: desired, ready and pending
+//!   units; Aurora readers report a change in flight while one is starting.
+
 //! # What each metric measures
 //!
 //! Every metric of the target gets a [`MetricModel`], chosen by [`plan_metrics`] (and
 //! overridable per metric on the command line):
 //!
-//! | model | value | chosen for |
+//! | model | each published datapoint | chosen for |
 //! |---|---|---|
-//! | `utilization` | `100 * load / (ready * unit_capacity)`, at most 100 (CPU-like, percent) | target-tracking average with `target_value` <= 100; names with CPU or Utilization |
-//! | `per-unit-count` | `load * period / ready`, requests per ready unit per the metric's configured period | target-tracking average with `target_value` > 100; `RequestCountPerTarget` |
-//! | `rate` | the total load, requests per second | target-tracking `target_per_unit` (totals); a predictive policy's metric; names with RequestCount, rps, requests |
+//! | `utilization` | `100 * load / (ready * unit_capacity)`, at most 100 (CPU-like, percent), averaged over the period | target-tracking average with `target_value` <= 100; names with CPU or Utilization |
+//! | `per-unit-count` | requests per ready unit that arrived in the period | target-tracking average with `target_value` > 100; `RequestCountPerTarget` |
+//! | `rate` | requests that arrived in the period when the metric's name says it counts (`RequestCount`, `NumberOf...`), else the average requests per second | target-tracking `target_per_unit` (totals); a predictive policy's metric; names with RequestCount, rps, requests |
 //! | `backlog` | a queue: arrivals beyond the ready capacity accumulate, the ready capacity drains it; for SQS `visible` = backlog, `in_flight` = busy units | SQS metrics |
-//! | `latency` | `base_latency / (1 - min(load / (ready * unit_capacity), 0.99))` seconds, a crude M/M/1-like curve | names with ResponseTime, latency, duration |
-//! | `none` | missing | anything else (the policy holds: no scale-in on missing data) |
+//! | `latency` | `base_latency / (1 - min(load / (ready * unit_capacity), 0.99))` seconds, averaged | names with ResponseTime, latency, duration |
+//! | `none` | no datapoint | anything else (the policy holds: no scale-in on missing data) |
 //!
-//! A metric-math expression is not evaluated: its model follows from the policies that read
-//! it, like any other metric. With no capacity ready, utilization is 100 when load arrives.
+//! AWS metrics the config does not name are answered by what they are: the queue's
+//! `NumberOfMessagesSent` (arrivals) and `ApproximateNumberOfMessagesVisible`, ALB
+//! `RequestCount` and `RequestCountPerTarget`, `CPUUtilization`.
+//! With no capacity ready, utilization is 100 when load arrives.
 //!
 //! # Results
 //!
@@ -51,17 +62,16 @@
 //!
 //! # Predictive policies
 //!
-//! A [`Forecaster`] gets the published load history every `refresh` of the predictive
-//! policy. [`SeasonalProfile`], the daemon's forecaster on 5-minute averages, is the
-//! default; [`SeasonalNaive`] (the load a day earlier, a week once there are seven days of
-//! history) is there for comparison.
+//! The daemon refreshes a predictive policy's forecast every `refresh` from the metric's
+//! history, read from the simulated CloudWatch exactly as from AWS.
 
 pub mod baseline;
+pub mod cloud;
+pub mod daemon;
 pub mod engine;
-pub mod forecast;
+pub mod metric_math;
 pub mod model;
 pub mod plot;
-pub mod policies;
 pub mod report;
 pub mod trace;
 
@@ -69,21 +79,24 @@ pub mod trace;
 mod tests;
 
 pub use baseline::Baseline;
+pub use cloud::SimCloud;
+pub use daemon::DaemonScaler;
 pub use engine::{replay, Action, BinResult, Controller, Datapoint, Replay, View};
-pub use forecast::{Forecaster, SeasonalNaive, SeasonalProfile};
 pub use model::{derive_unit_capacity, plan_metrics, MetricModel, MetricPlan, ServiceModel};
-pub use policies::PolicyController;
 pub use report::Summary;
 pub use trace::{Bin, Trace};
 
-use crate::config::Target;
+use crate::config::{Global, Target};
 
 /// How to run a replay.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub service: ServiceModel,
     /// Seconds between ticks of the target's own policies (baselines have their own).
     pub poll_interval_secs: u64,
+    /// The config's `[global]` settings the daemon's loop reads (`settled_refresh`); its
+    /// `poll_interval` is replaced by `poll_interval_secs`.
+    pub global: Global,
     /// Initial capacity; the target's min when `None`.
     pub initial: Option<u32>,
     /// Run this baseline instead of the target's policies.
@@ -97,32 +110,31 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
-/// The scaler to replay: the target's policies (with `forecaster` for a predictive policy)
-/// or a baseline. Returns it with the name it reports under.
+/// The scaler to replay: the daemon on the target's policies, or a baseline. Returns it
+/// with the name it reports under.
 pub fn controller(
     target: &Target,
     plans: &[MetricPlan],
     trace: &Trace,
     opts: &Options,
-    forecaster: Option<Box<dyn Forecaster>>,
 ) -> Result<(Box<dyn Controller>, String), String> {
+    let daemon = |target: Target, interval: u64| -> Result<Box<dyn Controller>, String> {
+        let global = Global {
+            poll_interval_secs: interval.max(1),
+            ..opts.global.clone()
+        };
+        Ok(Box::new(DaemonScaler::new(target, plans.to_vec(), global)?))
+    };
     Ok(match opts.baseline {
         None => (
-            Box::new(PolicyController::new(
-                target.clone(),
-                plans.to_vec(),
-                opts.poll_interval_secs.max(1),
-                forecaster,
-            )),
+            daemon(target.clone(), opts.poll_interval_secs)?,
             "policies".to_string(),
         ),
         Some(b @ Baseline::Hpa) => (
-            Box::new(PolicyController::new(
+            daemon(
                 baseline::hpa::hpa_target(target)?,
-                plans.to_vec(),
                 baseline::hpa::INTERVAL_SECS,
-                None,
-            )),
+            )?,
             b.name().to_string(),
         ),
         Some(b @ Baseline::AwsTargetTracking) => (
@@ -142,26 +154,12 @@ pub fn controller(
     })
 }
 
-/// Replays `trace` for `target` with `opts`, the daemon's forecaster ([`SeasonalProfile`])
-/// serving a predictive policy. `progress` gets the share done now and then.
+/// Replays `trace` for `target` with `opts`. `progress` gets the share done now and then.
 pub fn simulate(
     target: &Target,
     plans: &[MetricPlan],
     trace: &Trace,
     opts: &Options,
-    progress: &mut dyn FnMut(f64),
-) -> Result<Outcome, String> {
-    let forecaster: Box<dyn Forecaster> = Box::new(SeasonalProfile);
-    simulate_with(target, plans, trace, opts, Some(forecaster), progress)
-}
-
-/// [`simulate`] with a forecaster of your own.
-pub fn simulate_with(
-    target: &Target,
-    plans: &[MetricPlan],
-    trace: &Trace,
-    opts: &Options,
-    forecaster: Option<Box<dyn Forecaster>>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Outcome, String> {
     let s = &opts.service;
@@ -171,7 +169,7 @@ pub fn simulate_with(
             s.unit_capacity
         ));
     }
-    let (mut ctl, name) = controller(target, plans, trace, opts, forecaster)?;
+    let (mut ctl, name) = controller(target, plans, trace, opts)?;
     let mut initial = opts.initial.unwrap_or(target.min);
     if opts.baseline == Some(Baseline::Hpa) {
         initial = initial.max(1);

@@ -127,6 +127,10 @@ pub struct Values {
     pub utilization: f64,
     /// Average requests per second per ready unit.
     pub per_unit_rate: f64,
+    /// Requests that arrived in the period (the period's `Sum` of a request count).
+    pub count: f64,
+    /// Requests per ready unit that arrived in the period (`RequestCountPerTarget`'s `Sum`).
+    pub per_unit_count: f64,
     /// Average load in requests per second.
     pub rate: f64,
     /// Requests waiting at the end of the period.

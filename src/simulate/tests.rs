@@ -59,6 +59,7 @@ fn options(s: ServiceModel, baseline: Option<Baseline>) -> Options {
     Options {
         service: s,
         poll_interval_secs: 15,
+        global: Default::default(),
         initial: None,
         baseline,
     }
@@ -242,14 +243,23 @@ fn ticks_before(out: &Outcome, end: i64) -> Vec<(i64, u32)> {
 #[test]
 fn appending_future_data_changes_no_past_decision() {
     // Two days of a daily pattern, then a third day with a flash crowd; a predictive policy
-    // (seasonal naive forecaster) acts on the forecast.
+    // (the daemon's forecaster) acts on the forecast.
     let toml = format!(
         "{CPU}\n{}",
         r#"
 [[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCount"
+dimensions = { LoadBalancer = "app/shop/1" }
+statistic = "Sum"
+period = "60s"
+
+[[target.metric]]
 name = "rps"
 source = "expression"
-expression = "cpu * 1"
+expression = "requests / 60"
 
 [[target.policy]]
 type = "predictive"
@@ -298,9 +308,18 @@ fn predictive_policy_scales_ahead_of_a_daily_peak() {
         "{CPU}\n{}",
         r#"
 [[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCount"
+dimensions = { LoadBalancer = "app/shop/1" }
+statistic = "Sum"
+period = "60s"
+
+[[target.metric]]
 name = "rps"
 source = "expression"
-expression = "cpu * 1"
+expression = "requests / 60"
 
 [[target.policy]]
 type = "predictive"
@@ -337,27 +356,6 @@ max_error = 10
         .find(|b| b.start == T0 + 719 * 60)
         .unwrap();
     assert_eq!(peak1.ready, 1);
-}
-
-#[test]
-fn seasonal_naive_uses_a_day_then_a_week() {
-    let mut f = SeasonalNaive::new(3600);
-    let hist: Vec<(i64, f64)> = (0..(2 * 24)).map(|h| (h * 3600, h as f64)).collect();
-    assert!(f.forecast(&hist[..10], 10 * 3600).is_none(), "under a day");
-    let now = 30 * 3600 + 600;
-    let fc = f.forecast(&hist[..30], now).unwrap();
-    assert_eq!(fc.start.timestamp(), 30 * 3600);
-    assert_eq!(fc.step_secs, 3600);
-    // One day earlier: hour 6, then hour 7.
-    assert_eq!(fc.values[0], 6.0);
-    assert_eq!(fc.values[1], 7.0);
-    let week: Vec<(i64, f64)> = (0..(8 * 24)).map(|h| (h * 3600, h as f64)).collect();
-    let fc = f.forecast(&week, 8 * 24 * 3600).unwrap();
-    assert_eq!(fc.values[0], 24.0, "one week earlier");
-    // A gap in the history is unknown, not zero.
-    let gappy: Vec<(i64, f64)> = hist.iter().copied().filter(|h| h.0 != 6 * 3600).collect();
-    let fc = f.forecast(&gappy[..29], now).unwrap();
-    assert!(fc.values[0].is_nan());
 }
 
 #[test]
@@ -613,9 +611,185 @@ fn poll_every_delays_what_the_policies_see_as_in_the_daemon() {
             assert!(!reason.contains("s ago"), "{a:?}");
         } else {
             assert!(
-                reason.contains(&format!("(cpu read {since_read} s ago)")),
+                reason.contains(&format!("; cpu read {since_read}s ago (poll_every)")),
                 "{a:?}"
             );
         }
     }
+}
+
+/// A controller that acts on nothing and, at the tick `at`, runs `probe` against the
+/// simulated cloud (unlocked, as the daemon's loop reads it).
+struct Probe<F: FnMut(&SimCloud, i64)> {
+    at: i64,
+    cloud: Option<SimCloud>,
+    target: Target,
+    probe: F,
+}
+
+impl<F: FnMut(&SimCloud, i64)> Controller for Probe<F> {
+    fn interval_secs(&self) -> u64 {
+        60
+    }
+    fn attach(&mut self, sim: &engine::SharedSim) -> bool {
+        let plans = plan_metrics(&self.target, &BTreeMap::new(), 60).unwrap();
+        self.cloud = Some(SimCloud::new(sim.clone(), &self.target, &plans));
+        true
+    }
+    fn tick(&mut self, v: &View<'_>) -> u32 {
+        if v.now == self.at {
+            (self.probe)(self.cloud.as_ref().unwrap(), v.now);
+        }
+        v.current
+    }
+}
+
+const REQUESTS: &str = r#"
+[[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCount"
+dimensions = { LoadBalancer = "app/shop/1" }
+statistic = "Sum"
+period = "60s"
+
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "requests / 60"
+"#;
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn the_simulated_cloudwatch_answers_each_statistic_at_any_period_as_published() {
+    use crate::sources::cloudwatch::{MetricData, PlannedCall, PlannedQuery, QueryKind};
+    use crate::sources::{MetricRequest, Source};
+    let t = target(&format!("{CPU}\n{REQUESTS}"));
+    // 10 requests/s for an hour, on 4 units of 5 requests/s: CPU at 50%.
+    let tr = steps(&[(60, 10.0)]);
+    let now = T0 + 1800;
+    let mut seen = false;
+    let mut probe = Probe {
+        at: now,
+        cloud: None,
+        target: t.clone(),
+        probe: |cloud: &SimCloud, now: i64| {
+            let time = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+            let stat = |statistic: &str, metric: &str, ns: &str, period: u64| PlannedQuery {
+                id: format!("{statistic}{period}"),
+                kind: QueryKind::Stat {
+                    namespace: ns.into(),
+                    metric_name: metric.into(),
+                    dimensions: [("LoadBalancer".to_string(), "app/shop/1".to_string())].into(),
+                    statistic: statistic.into(),
+                    period_secs: period,
+                },
+                return_data: true,
+                answers: None,
+            };
+            let call = |period: u64, q: Vec<PlannedQuery>| PlannedCall {
+                start: time(T0),
+                end: time(T0 + 3600),
+                period_secs: period,
+                queries: q,
+            };
+            let elb = "AWS/ApplicationELB";
+            let got = block_on(cloud.get_metric_data(&call(
+                300,
+                vec![
+                    stat("Sum", "RequestCount", elb, 300),
+                    stat("Average", "RequestCount", elb, 300),
+                    stat("SampleCount", "RequestCount", elb, 300),
+                ],
+            )))
+            .unwrap();
+            // Published by now: the minutes that ended a delay (60 s) ago, up to T0+1740.
+            // Five-minute buckets hold 5 of them each; the newest (T0+1500) only 4.
+            let sums: Vec<f64> = got["Sum300"].iter().map(|p| p.1).collect();
+            assert_eq!(sums, [3000.0, 3000.0, 3000.0, 3000.0, 3000.0, 2400.0]);
+            assert!(got["Average300"].iter().all(|p| p.1 == 600.0));
+            assert_eq!(got["SampleCount300"].last().unwrap().1, 4.0);
+            assert_eq!(got["Sum300"][0].0, time(T0));
+            // A metric the service does not publish has no datapoints.
+            let none = block_on(
+                cloud.get_metric_data(&call(60, vec![stat("Sum", "Widgets", "Shop", 60)])),
+            )
+            .unwrap();
+            assert!(none["Sum60"].is_empty());
+            // The daemon's read path: a per-minute Sum through `requests / 60` is the rate,
+            // CPU the utilization, each from the newest complete fresh datapoint.
+            let t = &t;
+            let reqs: Vec<MetricRequest<'_>> = t
+                .metrics
+                .iter()
+                .map(|m| MetricRequest {
+                    target: t,
+                    metric: m,
+                })
+                .collect();
+            let readings = block_on(cloud.read(&reqs, time(now)));
+            let value = |name: &str| {
+                readings
+                    .iter()
+                    .find(|r| &*r.metric == name)
+                    .and_then(|r| r.sample)
+            };
+            assert_eq!(value("rps"), Some(crate::policy::Sample::Value(10.0)));
+            assert_eq!(value("cpu"), Some(crate::policy::Sample::Value(50.0)));
+            seen = true;
+        },
+    };
+    let s = service(5.0, 0);
+    replay(&tr, &s, 4, &mut probe, &mut |_| {});
+    drop(probe);
+    assert!(seen, "the probe ran");
+}
+
+#[test]
+fn the_replays_forecast_of_the_recommended_policy_is_the_request_rate() {
+    // A regular daily load (1,000 to 3,000 requests/s) for three days, replayed through the
+    // daemon on config/examples/recommended.toml: the forecast its predictive policy uses
+    // at the end must be the request rate, in requests per second, within 10%.
+    let cfg = config::from_str(
+        "recommended.toml",
+        include_str!("../../config/examples/recommended.toml"),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let t = cfg.target("web").unwrap().clone();
+    let day = 86_400.0;
+    let rate = |at: i64| 2000.0 + 1000.0 * ((at - T0) as f64 / day * std::f64::consts::TAU).sin();
+    let rates: Vec<f64> = (0..3 * 1440).map(|m| rate(T0 + m * 60 + 30)).collect();
+    let tr = trace(&rates, 60);
+    let plans = plan_metrics(&t, &BTreeMap::new(), 60).unwrap();
+    let mut scaler = DaemonScaler::new(t, plans, cfg.global.clone()).unwrap();
+    replay(&tr, &service(100.0, 60), 20, &mut scaler, &mut |_| {});
+    let daemon = scaler.daemon().unwrap();
+    let f = daemon
+        .forecast("web")
+        .unwrap_or_else(|| panic!("no forecast: {:?}", daemon.forecast_note("web")));
+    let start = f.start.timestamp();
+    let errors: Vec<f64> = f
+        .values
+        .iter()
+        .enumerate()
+        .take(24 * 3600 / f.step_secs as usize)
+        .map(|(i, v)| {
+            let mid = start + (i as u64 * f.step_secs + f.step_secs / 2) as i64;
+            (v - rate(mid)).abs() / rate(mid)
+        })
+        .collect();
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    assert!(
+        mean < 0.10,
+        "mean error {:.1}% of the true rate (first values {:?})",
+        mean * 100.0,
+        &f.values[..4]
+    );
 }

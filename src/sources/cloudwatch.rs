@@ -347,6 +347,17 @@ fn ended_secs_ago(at: DateTime<Utc>, period_secs: u64, now: DateTime<Utc>) -> i6
     (now - (at + chrono::Duration::seconds(period_secs as i64))).num_seconds()
 }
 
+/// One `GetMetricData` call as capstan makes it: a planned call in, the points of every
+/// query by id out (all pages). [`CloudWatchSource`] sends it to AWS; the replay's simulated
+/// cloud answers it from its model of the service, so both run the same planning, metric
+/// math wiring and datapoint choice ([`read_with`], [`history_with`]).
+pub trait MetricData: Send + Sync {
+    fn get_metric_data(
+        &self,
+        call: &PlannedCall,
+    ) -> impl std::future::Future<Output = Result<HashMap<String, Points>, AwsError>> + Send;
+}
+
 /// Reads CloudWatch metrics for capstan.
 #[derive(Clone, Debug)]
 pub struct CloudWatchSource {
@@ -360,8 +371,25 @@ impl CloudWatchSource {
         }
     }
 
+    /// A metric's history for the forecaster (see [`history_with`]).
+    pub async fn history(
+        &self,
+        target: &Target,
+        metric: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        period_secs: u64,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
+        history_with(self, target, metric, from, to, period_secs).await
+    }
+}
+
+impl MetricData for CloudWatchSource {
     /// Runs one planned call (all pages) and returns the points per query id.
-    async fn run(&self, call: &PlannedCall) -> Result<HashMap<String, Points>, AwsError> {
+    async fn get_metric_data(
+        &self,
+        call: &PlannedCall,
+    ) -> Result<HashMap<String, Points>, AwsError> {
         let queries: Vec<MetricDataQuery> = call.queries.iter().map(to_sdk_query).collect();
         let mut out: HashMap<String, Points> = HashMap::new();
         let mut token: Option<String> = None;
@@ -401,45 +429,86 @@ impl CloudWatchSource {
         }
         Ok(out)
     }
+}
 
-    /// A metric's history for the forecaster: `(period start, value)` from `from` to `to`,
-    /// all pages, sorted.
-    pub async fn history(
-        &self,
-        target: &Target,
-        metric: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        period_secs: u64,
-    ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
-        let mut unit = Vec::new();
-        let mut ids = HashMap::new();
-        if unit_for(target, metric, period_secs, Some(0), &mut unit, &mut ids, 0).is_none() {
-            return Err(AwsError::new(
-                crate::aws::ErrorClass::Invalid,
-                "cloudwatch",
-                "GetMetricData",
-                metric,
-                "not a CloudWatch metric",
-            ));
-        }
-        let call = PlannedCall {
-            start: floor_to(from, period_secs),
-            end: floor_to(to, period_secs),
-            period_secs,
-            queries: unit,
-        };
-        let answer = call
-            .queries
-            .iter()
-            .find(|q| q.answers.is_some())
-            .map(|q| q.id.clone())
-            .unwrap_or_default();
-        let mut points = self.run(&call).await?.remove(&answer).unwrap_or_default();
-        points.sort_by_key(|p| p.0);
-        points.dedup_by_key(|p| p.0);
-        Ok(points)
+/// A metric's history for the forecaster: `(period start, value)` from `from` to `to`,
+/// all pages, sorted.
+pub async fn history_with(
+    api: &impl MetricData,
+    target: &Target,
+    metric: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    period_secs: u64,
+) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
+    let mut unit = Vec::new();
+    let mut ids = HashMap::new();
+    if unit_for(target, metric, period_secs, Some(0), &mut unit, &mut ids, 0).is_none() {
+        return Err(AwsError::new(
+            crate::aws::ErrorClass::Invalid,
+            "cloudwatch",
+            "GetMetricData",
+            metric,
+            "not a CloudWatch metric",
+        ));
     }
+    let call = PlannedCall {
+        start: floor_to(from, period_secs),
+        end: floor_to(to, period_secs),
+        period_secs,
+        queries: unit,
+    };
+    let answer = call
+        .queries
+        .iter()
+        .find(|q| q.answers.is_some())
+        .map(|q| q.id.clone())
+        .unwrap_or_default();
+    let mut points = api
+        .get_metric_data(&call)
+        .await?
+        .remove(&answer)
+        .unwrap_or_default();
+    points.sort_by_key(|p| p.0);
+    points.dedup_by_key(|p| p.0);
+    Ok(points)
+}
+
+/// Reads the CloudWatch requests of a tick through `api`: planned into as few calls as
+/// possible, the calls sent together, each answer's newest complete fresh datapoint.
+pub async fn read_with(
+    api: &impl MetricData,
+    requests: &[MetricRequest<'_>],
+    now: DateTime<Utc>,
+) -> Vec<Reading> {
+    let (calls, unplannable) = plan(requests, now);
+    let mut readings: Vec<Reading> = unplannable
+        .iter()
+        .map(|(i, why)| Reading::missing(&requests[*i], why.clone()))
+        .collect();
+    // The calls of a tick go out together.
+    let results = crate::util::join_all(calls.iter().map(|c| api.get_metric_data(c))).await;
+    for (call, result) in calls.iter().zip(results) {
+        for q in call.queries.iter().filter(|q| q.answers.is_some()) {
+            let i = q.answers.unwrap_or_default();
+            let req = &requests[i];
+            let Some((period, stale, offset)) = timing(&req.metric.source) else {
+                continue;
+            };
+            let reading = match &result {
+                Err(e) => Reading::missing(req, e.to_string()),
+                Ok(points) => match points.get(&q.id) {
+                    None => Reading::missing(req, "CloudWatch returned no result for the query"),
+                    Some(pts) => match newest_fresh(pts, period, stale, read_time(now, offset)) {
+                        Ok((t, v)) => Reading::ok(req, Sample::Value(v), t),
+                        Err(why) => Reading::missing(req, why),
+                    },
+                },
+            };
+            readings.push(reading);
+        }
+    }
+    readings
 }
 
 fn to_sdk_query(q: &PlannedQuery) -> MetricDataQuery {
@@ -478,37 +547,7 @@ fn to_sdk_query(q: &PlannedQuery) -> MetricDataQuery {
 
 impl Source for CloudWatchSource {
     async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
-        let (calls, unplannable) = plan(requests, now);
-        let mut readings: Vec<Reading> = unplannable
-            .iter()
-            .map(|(i, why)| Reading::missing(&requests[*i], why.clone()))
-            .collect();
-        // The calls of a tick go out together.
-        let results = crate::util::join_all(calls.iter().map(|c| self.run(c))).await;
-        for (call, result) in calls.iter().zip(results) {
-            for q in call.queries.iter().filter(|q| q.answers.is_some()) {
-                let i = q.answers.unwrap_or_default();
-                let req = &requests[i];
-                let Some((period, stale, offset)) = timing(&req.metric.source) else {
-                    continue;
-                };
-                let reading = match &result {
-                    Err(e) => Reading::missing(req, e.to_string()),
-                    Ok(points) => match points.get(&q.id) {
-                        None => {
-                            Reading::missing(req, "CloudWatch returned no result for the query")
-                        }
-                        Some(pts) => match newest_fresh(pts, period, stale, read_time(now, offset))
-                        {
-                            Ok((t, v)) => Reading::ok(req, Sample::Value(v), t),
-                            Err(why) => Reading::missing(req, why),
-                        },
-                    },
-                };
-                readings.push(reading);
-            }
-        }
-        readings
+        read_with(self, requests, now).await
     }
 }
 
