@@ -46,7 +46,8 @@ pub struct SimulateArgs {
     /// How late the scaler sees the load (metric publication delay).
     #[arg(long, default_value = "60s", value_parser = parse_secs)]
     pub metric_delay: u64,
-    /// How coarse the metrics are (each datapoint averages one period).
+    /// How often the service publishes a datapoint of each metric (CloudWatch's
+    /// resolution); a query at a longer period aggregates several.
     #[arg(long, default_value = "60s", value_parser = parse_secs)]
     pub metric_period: u64,
     /// Time between ticks of the target's policies; the config's global poll_interval when
