@@ -32,8 +32,9 @@ pub struct SimulateArgs {
     /// Also write every scaling action (JSON Lines: at, from, to, reason).
     #[arg(long)]
     pub actions: Option<PathBuf>,
-    /// Replay a baseline instead of the target's policies: aws-target-tracking, hpa or
-    /// static-peak.
+    /// Replay a baseline instead of the target's policies: aws-target-tracking, hpa,
+    /// static-peak or clairvoyant (the non-causal limit for the start-up delay; every
+    /// summary gives its ratio to it).
     #[arg(long, value_parser = parse_baseline)]
     pub baseline: Option<crate::simulate::Baseline>,
     /// Requests per second one unit serves; derived from the target's predictive or

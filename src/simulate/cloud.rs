@@ -90,15 +90,15 @@ impl Meaning {
     }
 }
 
-/// A metric's identity in CloudWatch.
-type MetricKey = (String, String, BTreeMap<String, String>);
+/// A metric's identity in CloudWatch and what it measures.
+type Known = (String, String, BTreeMap<String, String>, Meaning);
 
 /// The simulated AWS of one replayed target. Clones share the service.
 #[derive(Clone)]
 pub struct SimCloud {
     sim: SharedSim,
     /// The meaning of each CloudWatch metric the target's config reads, by identity.
-    meanings: HashMap<MetricKey, Meaning>,
+    meanings: Vec<Known>,
     /// Aurora readers report a change in flight while one is being created or removed.
     aurora: bool,
 }
@@ -106,7 +106,7 @@ pub struct SimCloud {
 impl SimCloud {
     /// The cloud of `target`, its metrics modeled as `plans` say.
     pub fn new(sim: SharedSim, target: &Target, plans: &[MetricPlan]) -> Self {
-        let mut meanings = HashMap::new();
+        let mut meanings = Vec::new();
         for m in &target.metrics {
             let MetricSource::Cloudwatch {
                 namespace,
@@ -122,10 +122,12 @@ impl SimCloud {
                 .find(|p| p.name == m.name)
                 .map_or(MetricModel::Unmodeled, |p| p.model);
             if let Some(meaning) = Meaning::of_model(model, metric_name) {
-                meanings.insert(
-                    (namespace.clone(), metric_name.clone(), dimensions.clone()),
+                meanings.push((
+                    namespace.clone(),
+                    metric_name.clone(),
+                    dimensions.clone(),
                     meaning,
-                );
+                ));
             }
         }
         SimCloud {
@@ -135,11 +137,17 @@ impl SimCloud {
         }
     }
 
-    fn meaning(&self, key: &MetricKey) -> Option<Meaning> {
+    fn meaning(
+        &self,
+        namespace: &str,
+        metric_name: &str,
+        dimensions: &BTreeMap<String, String>,
+    ) -> Option<Meaning> {
         self.meanings
-            .get(key)
-            .copied()
-            .or_else(|| Meaning::of_aws(&key.0, &key.1))
+            .iter()
+            .find(|k| k.0 == namespace && k.1 == metric_name && k.2 == *dimensions)
+            .map(|k| k.3)
+            .or_else(|| Meaning::of_aws(namespace, metric_name))
     }
 
     /// The datapoints of a statistic over `[start, end)` at `period_secs`: each bucket
@@ -259,8 +267,7 @@ impl MetricData for SimCloud {
                     statistic,
                     period_secs,
                 } => {
-                    let key = (namespace.clone(), metric_name.clone(), dimensions.clone());
-                    match self.meaning(&key) {
+                    match self.meaning(namespace, metric_name, dimensions) {
                         // A metric the service does not publish: no datapoints, as
                         // CloudWatch answers for a metric that does not exist.
                         None => Vec::new(),

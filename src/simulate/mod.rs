@@ -143,6 +143,15 @@ pub fn controller(
             )?),
             b.name().to_string(),
         ),
+        Some(b @ Baseline::Clairvoyant) => (
+            Box::new(baseline::clairvoyant::Clairvoyant::new(
+                trace,
+                &opts.service,
+                target.min,
+                opts.poll_interval_secs,
+            )),
+            b.name().to_string(),
+        ),
         Some(b @ Baseline::StaticPeak) => (
             Box::new(baseline::static_peak::StaticPeak::new(
                 trace,
@@ -176,7 +185,7 @@ pub fn simulate(
     }
     let initial = ctl.initial().unwrap_or(initial);
     let replay = engine::replay(trace, s, initial, ctl.as_mut(), progress);
-    let summary = report::summarize(
+    let mut summary = report::summarize(
         &target.name,
         &name,
         trace,
@@ -187,5 +196,10 @@ pub fn simulate(
         plans.iter().any(|p| p.model == MetricModel::Backlog),
         &replay,
     );
+    // Every run is measured against the clairvoyant of the same start-up delay and tick.
+    let mut limit =
+        baseline::clairvoyant::Clairvoyant::new(trace, s, target.min, opts.poll_interval_secs);
+    let best = engine::replay(trace, s, target.min, &mut limit, &mut |_| {});
+    summary.set_clairvoyant(best.bins.iter().map(|b| b.unit_secs).sum::<f64>() / 3600.0);
     Ok(Outcome { replay, summary })
 }

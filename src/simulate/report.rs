@@ -34,6 +34,10 @@ pub struct Summary {
     /// `ceil(load / unit_capacity)`, at least the target's min, each bin, times hours.
     pub oracle_unit_hours: f64,
     pub ratio_to_oracle: f64,
+    /// Unit-hours of the clairvoyant (`--baseline clairvoyant`) with the same start-up
+    /// delay and tick: the least any scaler can pay without running short.
+    pub clairvoyant_unit_hours: f64,
+    pub ratio_to_clairvoyant: f64,
     pub scaling_actions: u64,
     pub scale_outs: u64,
     pub scale_ins: u64,
@@ -94,6 +98,8 @@ pub fn summarize(
         unit_hours,
         oracle_unit_hours: oracle,
         ratio_to_oracle: share(unit_hours, oracle),
+        clairvoyant_unit_hours: 0.0,
+        ratio_to_clairvoyant: 0.0,
         scaling_actions: r.scale_outs + r.scale_ins,
         scale_outs: r.scale_outs,
         scale_ins: r.scale_ins,
@@ -104,6 +110,16 @@ pub fn summarize(
 }
 
 impl Summary {
+    /// Sets the clairvoyant's unit-hours and this run's ratio to them.
+    pub fn set_clairvoyant(&mut self, unit_hours: f64) {
+        self.clairvoyant_unit_hours = unit_hours;
+        self.ratio_to_clairvoyant = if unit_hours > 0.0 {
+            self.unit_hours / unit_hours
+        } else {
+            0.0
+        };
+    }
+
     /// The summary for people, a few aligned lines.
     pub fn human(&self) -> String {
         let pct = |x: f64| format!("{:.2}%", x * 100.0);
@@ -111,7 +127,7 @@ impl Summary {
             "{} ({}) on {} bins of {} s, {} .. {}\n\
              \x20 under-provisioned bins   {} ({} bins)\n\
              \x20 requests over capacity   {} ({:.0} of {:.0})\n\
-             \x20 unit-hours               {:.1} (oracle {:.1}, ratio {:.2})\n\
+             \x20 unit-hours               {:.1} (oracle {:.1}, ratio {:.2}; clairvoyant {:.1}, ratio {:.2})\n\
              \x20 scaling actions          {} ({} out, {} in)\n\
              \x20 peak needed, desired    {}, {}\n{}",
             self.target,
@@ -128,6 +144,8 @@ impl Summary {
             self.unit_hours,
             self.oracle_unit_hours,
             self.ratio_to_oracle,
+            self.clairvoyant_unit_hours,
+            self.ratio_to_clairvoyant,
             self.scaling_actions,
             self.scale_outs,
             self.scale_ins,

@@ -793,3 +793,36 @@ fn the_replays_forecast_of_the_recommended_policy_is_the_request_rate() {
         &f.values[..4]
     );
 }
+
+#[test]
+fn the_clairvoyant_never_runs_short_and_no_scaler_pays_less_without_running_short() {
+    let t = target(CPU);
+    // Quiet, a burst that needs 8 units, a dip, a ramp.
+    let tr = steps(&[(20, 5.0), (3, 40.0), (10, 5.0), (15, 20.0), (20, 30.0)]);
+    let s = service(5.0, 120);
+    let best = run(&t, &tr, &options(s.clone(), Some(Baseline::Clairvoyant)));
+    assert_eq!(best.summary.requests_over_capacity, 0.0);
+    assert!((best.summary.ratio_to_clairvoyant - 1.0).abs() < 1e-12);
+    // Capacity for the burst is asked for one start-up delay (plus a tick) ahead of it.
+    let burst = T0 + 20 * 60;
+    let asked = best
+        .replay
+        .ticks
+        .iter()
+        .find(|(_, units)| *units >= 8)
+        .unwrap();
+    assert!(
+        asked.0 <= burst - 120 && asked.0 > burst - 120 - 30,
+        "{asked:?}"
+    );
+    for baseline in [None, Some(Baseline::StaticPeak), Some(Baseline::Hpa)] {
+        let other = run(&t, &tr, &options(s.clone(), baseline));
+        assert_eq!(
+            other.summary.clairvoyant_unit_hours, best.summary.unit_hours,
+            "{baseline:?}"
+        );
+        if other.summary.requests_over_capacity == 0.0 {
+            assert!(other.summary.ratio_to_clairvoyant >= 1.0, "{baseline:?}");
+        }
+    }
+}

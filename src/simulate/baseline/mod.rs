@@ -1,7 +1,9 @@
 //! Reference scalers to compare a target's policies with, each in its own file with its
-//! source: [`aws_target_tracking`], [`hpa`] and [`static_peak`].
+//! source: [`aws_target_tracking`], [`hpa`] and [`static_peak`]; [`clairvoyant`] is the
+//! non-causal limit every replay is measured against.
 
 pub mod aws_target_tracking;
+pub mod clairvoyant;
 pub mod hpa;
 pub mod static_peak;
 
@@ -16,13 +18,15 @@ pub enum Baseline {
     AwsTargetTracking,
     Hpa,
     StaticPeak,
+    Clairvoyant,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 3] = [
+    pub const ALL: [Baseline; 4] = [
         Baseline::AwsTargetTracking,
         Baseline::Hpa,
         Baseline::StaticPeak,
+        Baseline::Clairvoyant,
     ];
 
     pub fn name(self) -> &'static str {
@@ -30,6 +34,7 @@ impl Baseline {
             Baseline::AwsTargetTracking => "aws-target-tracking",
             Baseline::Hpa => "hpa",
             Baseline::StaticPeak => "static-peak",
+            Baseline::Clairvoyant => "clairvoyant",
         }
     }
 }
@@ -47,7 +52,7 @@ impl FromStr for Baseline {
             .into_iter()
             .find(|b| b.name() == s)
             .ok_or_else(|| {
-                format!("unknown baseline `{s}` (use aws-target-tracking, hpa or static-peak)")
+                format!("unknown baseline `{s}` (use aws-target-tracking, hpa, static-peak or clairvoyant)")
             })
     }
 }
