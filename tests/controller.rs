@@ -342,6 +342,7 @@ name = "rps"
 source = "cloudwatch"
 namespace = "Shop"
 metric_name = "Requests"
+statistic = "Sum"
 [[target.policy]]
 type = "target_tracking"
 metric = "rps"
