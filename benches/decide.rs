@@ -50,6 +50,7 @@ name = "rps"
 source = "cloudwatch"
 namespace = "Shop"
 metric_name = "Requests"
+statistic = "Sum"
 [[target.policy]]
 type = "target_tracking"
 metric = "cpu"

@@ -117,7 +117,10 @@ impl FakeCloud {
                 })
         });
     }
-    /// The history the forecaster will read for a metric.
+    /// Raw datapoints of a target's metric as they were published (e.g. one per minute),
+    /// which the history reader aggregates to the metric's own period and statistic as
+    /// CloudWatch would. For an expression, set its inputs; for an SQS metric, the queue's
+    /// messages sent.
     pub fn set_history(&self, target: &str, metric: &str, points: Vec<(DateTime<Utc>, f64)>) {
         self.with(|s| s.history.insert((target.into(), metric.into()), points));
     }
@@ -244,25 +247,42 @@ impl Source for FakeCloud {
 }
 
 impl HistoryReader for FakeCloud {
+    /// As [`crate::sources::cloudwatch::CloudWatchSource::history`]: each input aggregated
+    /// from the raw datapoints to the metric's own period and statistic, the expression
+    /// evaluated, the values averaged into steps of `step_secs`.
     async fn history(
         &self,
         target: &Target,
         metric: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        _period_secs: u64,
+        step_secs: u64,
     ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
+        use crate::sources::cloudwatch::floor_to;
+        use crate::sources::history;
         self.delay().await;
-        Ok(self.with(|s| {
+        let invalid =
+            |why: String| AwsError::new(ErrorClass::Invalid, "fake", "GetMetricData", metric, why);
+        let plan = history::plan(&target.metrics, metric).map_err(|e| invalid(e.to_string()))?;
+        let (start, end) = (
+            floor_to(from, plan.period_secs),
+            floor_to(to, plan.period_secs),
+        );
+        let series = self.with(|s| {
             s.calls.history_calls += 1;
-            let all = s
-                .history
-                .get(&(target.name.clone(), metric.to_string()))
-                .cloned()
-                .unwrap_or_default();
-            all.into_iter()
-                .filter(|(t, _)| *t >= from && *t < to)
-                .collect()
-        }))
+            plan.leaves
+                .iter()
+                .map(|l| {
+                    let raw = s
+                        .history
+                        .get(&(target.name.clone(), l.name.clone()))
+                        .map_or(&[][..], Vec::as_slice);
+                    history::aggregate(raw, &l.statistic, l.period_secs, start, end).ok_or_else(
+                        || invalid(format!("the fake has no statistic {}", l.statistic)),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(plan.finish(&series, step_secs))
     }
 }

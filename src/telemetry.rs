@@ -1,7 +1,7 @@
 //! capstan's own metrics: per target (dimension `Target`, namespace `Capstan` by default)
 //! the current, desired, min and max capacity, decisions by direction, actuation failures,
-//! and for predictive policies the forecast load, forecast capacity and live forecast
-//! error. Published batched with `PutMetricData`, or as CloudWatch Embedded Metric Format
+//! and for predictive policies whether a forecast is available (`ForecastAvailable`, 1 or
+//! 0), the forecast load, forecast capacity and live forecast error. Published batched with `PutMetricData`, or as CloudWatch Embedded Metric Format
 //! log lines on standard output, or not at all (`[global] metrics`).
 
 use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
@@ -28,7 +28,7 @@ pub struct Point<'a> {
 }
 
 /// Most points one target gives in a tick.
-const MAX_POINTS_PER_TARGET: usize = 12;
+const MAX_POINTS_PER_TARGET: usize = 13;
 
 /// The metrics of a tick (pure), made as they are read: at 10,000 targets a tick has
 /// 70,000 points, which a publisher takes a call's worth at a time.
@@ -94,6 +94,13 @@ fn target_points(
             push("ActuationFailures", 1.0, "Count");
         }
         if let Some(f) = &d.explanation.forecast {
+            // 1 while a forecast covers now, 0 while the predictive policy has none (its
+            // reason is in the decision's explanation): an alarm can watch it.
+            push(
+                "ForecastAvailable",
+                f.predicted_load.is_some() as u8 as f64,
+                "Count",
+            );
             if let Some(v) = f.predicted_load {
                 push("ForecastLoad", v, "None");
             }

@@ -342,6 +342,7 @@ name = "rps"
 source = "cloudwatch"
 namespace = "Shop"
 metric_name = "Requests"
+statistic = "Sum"
 [[target.policy]]
 type = "target_tracking"
 metric = "rps"
@@ -400,6 +401,191 @@ schedule_ahead = "10m"
     // Not refreshed again within the hour.
     c.tick(now + Duration::minutes(2)).await;
     assert_eq!(cloud.calls().history_calls, 1);
+}
+
+/// 14 days of per-minute raw datapoints up to `now`, `per_minute(t)` each.
+fn per_minute(now: DateTime<Utc>, f: impl Fn(DateTime<Utc>) -> f64) -> Vec<(DateTime<Utc>, f64)> {
+    let start = now - Duration::days(14);
+    (0..14 * 1440)
+        .map(|i| start + Duration::minutes(i))
+        .filter(|at| *at < now)
+        .map(|at| (at, f(at)))
+        .collect()
+}
+
+/// The forecast line of a target's decision in a tick.
+fn forecast_of(r: &capstan::controller::TickReport, target: &str) -> capstan::policy::ForecastLine {
+    r.result(target)
+        .and_then(|r| r.decision.as_ref())
+        .and_then(|d| d.explanation.forecast.clone())
+        .unwrap_or_else(|| panic!("{target}: no forecast line"))
+}
+
+#[tokio::test]
+async fn a_per_minute_sum_over_60_is_forecast_as_the_per_second_rate() {
+    // The ALB's RequestCount, Sum per minute, divided by 60: requests per second. The
+    // history must come back per second at every minute and be averaged into the
+    // forecaster's 5-minute steps, not read as 5-minute totals (5x too high).
+    let text = r#"
+[[target]]
+name = "web"
+kind = "ecs_service"
+cluster = "shop"
+service = "web"
+min = 1
+max = 50
+[[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCount"
+dimensions = { TargetGroup = "targetgroup/web/1", LoadBalancer = "app/shop/2" }
+statistic = "Sum"
+period = "60s"
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "requests / 60"
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 100
+mode = "forecast_and_scale"
+"#;
+    let cfg = config::from_str("t.toml", text).unwrap_or_else(|d| panic!("{}", d[0]));
+    let cloud = FakeCloud::new();
+    let now: DateTime<Utc> = "2026-11-27T11:52:00Z".parse().unwrap();
+    // 450 requests/s all along: 27,000 requests a minute.
+    cloud.set_history("web", "requests", per_minute(now, |_| 27_000.0));
+    cloud.set_metric("web", "rps", Some(450.0));
+    cloud.set_capacity_now("web", 5);
+    let mut c = Controller::new(
+        cfg,
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    c.tick(now).await;
+    assert!(c
+        .forecast_note("web")
+        .is_some_and(|n| !n.contains("insufficient")));
+    let r = c.tick(now + Duration::minutes(1)).await;
+    let f = forecast_of(&r, "web");
+    let load = f.predicted_load.expect("a forecast");
+    assert!(
+        (load - 450.0).abs() <= 450.0 * 0.03,
+        "forecast {load} requests/s, the rate is 450"
+    );
+    assert_eq!(f.capacity, Some(5));
+    assert_eq!(&*f.unit, "requests/s");
+    assert!(f.note.contains("450 requests/s"), "{}", f.note);
+    assert_eq!(
+        cloud.capacity("web"),
+        5,
+        "no floor above what the load needs"
+    );
+}
+
+#[tokio::test]
+async fn sqs_workers_forecast_their_arrivals_and_a_missing_forecast_says_why() {
+    let text = r#"
+[[target]]
+name = "workers"
+kind = "ecs_service"
+cluster = "shop"
+service = "workers"
+min = 1
+max = 50
+[[target.metric]]
+name = "queue"
+source = "sqs"
+queue = "https://sqs.us-east-1.amazonaws.com/1/orders"
+[[target.policy]]
+type = "target_tracking"
+metric = "queue"
+target_per_unit = 100
+[[target.policy]]
+type = "predictive"
+metric = "queue"
+target_per_unit = 5          # messages/s one worker gets through
+mode = "forecast_and_scale"
+
+[[target]]
+name = "fresh"
+kind = "ecs_service"
+cluster = "shop"
+service = "fresh"
+min = 1
+max = 50
+[[target.metric]]
+name = "queue"
+source = "sqs"
+queue = "fresh-orders"
+[[target.policy]]
+type = "predictive"
+metric = "queue"
+target_per_unit = 5
+"#;
+    let cfg = config::from_str("t.toml", text).unwrap_or_else(|d| panic!("{}", d[0]));
+    let cloud = FakeCloud::new();
+    let now: DateTime<Utc> = "2026-11-27T11:52:00Z".parse().unwrap();
+    // NumberOfMessagesSent: 1,800 a minute, 30 messages/s.
+    cloud.set_history("workers", "queue", per_minute(now, |_| 1800.0));
+    let depth = capstan::policy::Sample::Queue {
+        visible: 10.0,
+        in_flight: 0.0,
+        delayed: 0.0,
+    };
+    cloud.set_sample("workers", "queue", Some(depth));
+    cloud.set_sample("fresh", "queue", Some(depth));
+    let mut c = Controller::new(
+        cfg,
+        cloud.clone(),
+        cloud.clone(),
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    let first = c.tick(now).await;
+    assert_eq!(forecast_of(&first, "workers").note, "no forecast yet");
+    let r = c.tick(now + Duration::minutes(1)).await;
+    let f = forecast_of(&r, "workers");
+    let load = f.predicted_load.expect("a forecast of the arrivals");
+    assert!(
+        (load - 30.0).abs() <= 1.0,
+        "forecast {load} messages/s, 30 arrive"
+    );
+    assert_eq!(&*f.unit, "messages sent/s");
+    assert_eq!(
+        cloud.capacity("workers"),
+        6,
+        "30 messages/s at 5 per worker"
+    );
+    // A queue without arrivals history: the decision, /v1/targets and the metrics say why.
+    let f = forecast_of(&r, "fresh");
+    assert!(f.predicted_load.is_none());
+    assert!(
+        f.note.starts_with("no forecast: insufficient history"),
+        "{}",
+        f.note
+    );
+    let d = r.result("fresh").unwrap().decision.clone().unwrap();
+    assert!(
+        d.reason().contains("no forecast: insufficient history"),
+        "{}",
+        d.reason()
+    );
+    let points: Vec<_> = capstan::telemetry::points(&r).collect();
+    let available = |t: &str| {
+        points
+            .iter()
+            .find(|p| p.target == t && p.name == "ForecastAvailable")
+            .map(|p| p.value)
+    };
+    assert_eq!(available("workers"), Some(1.0));
+    assert_eq!(available("fresh"), Some(0.0));
 }
 
 #[tokio::test]

@@ -333,7 +333,11 @@ pub struct Step {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictivePolicy {
+    /// The load one unit serves, in the forecast's unit.
     pub per_unit: f64,
+    /// The unit of the forecast (and of `per_unit`), e.g. "requests/s", stated in the
+    /// explanation and on the dashboard.
+    pub unit: Arc<str>,
     pub mode: PredictiveMode,
     pub schedule_ahead_secs: u64,
     pub breach: MaxCapacityBreach,

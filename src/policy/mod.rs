@@ -204,12 +204,17 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
                 Err(why) => (None, text!(x, "{}: {why}, no proposal", p.metric)),
             },
             PolicyKind::Predictive(pp) => {
+                // A queue's depth is not its arrival rate (what an SQS forecast is of):
+                // nothing to check the forecast against live.
+                let sqs = target
+                    .metric(&p.metric)
+                    .is_some_and(|m| matches!(m.source, MetricSource::Sqs { .. }));
                 let (line, floor, check) = predictive(
                     pp,
                     &p.name,
                     now,
                     obs,
-                    value.ok(),
+                    if sqs { None } else { value.ok() },
                     history,
                     target.max.max(bounds.max),
                     x,
@@ -864,6 +869,11 @@ fn predictive(
     };
     let mut line = ForecastLine {
         policy: if x { Name::from(name) } else { Name::default() },
+        unit: if x {
+            Name::from(&pp.unit)
+        } else {
+            Name::default()
+        },
         mode,
         predicted_load: None,
         capacity: None,
@@ -906,8 +916,9 @@ fn predictive(
     line.capacity = Some(cap);
     let desc = text!(
         x,
-        "forecast peak {} within {} needs {cap}",
+        "forecast peak {} {} within {} needs {cap}",
         num(load),
+        pp.unit,
         format_secs(pp.schedule_ahead_secs)
     );
     if let Some(e) = line.error.filter(|e| *e > pp.max_error) {

@@ -373,6 +373,7 @@ name = "rps"
 source = "cloudwatch"
 namespace = "Shop"
 metric_name = "Requests"
+statistic = "Sum"
 [[target.policy]]
 type = "target_tracking"
 metric = "cpu"
@@ -877,6 +878,7 @@ name = "rps"
 source = "cloudwatch"
 namespace = "Shop"
 metric_name = "Requests"
+statistic = "Sum"
 [[target.policy]]
 type = "target_tracking"
 metric = "rps"
@@ -1439,7 +1441,7 @@ fn rich_target() -> Target {
         "min = 1\nmax = 60\n\
          [[target.metric]]\nname = \"m\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"M\"\n\
          [[target.metric]]\nname = \"q\"\nsource = \"sqs\"\nqueue = \"jobs\"\n\
-         [[target.metric]]\nname = \"rps\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"R\"\n\
+         [[target.metric]]\nname = \"rps\"\nsource = \"cloudwatch\"\nnamespace = \"N\"\nmetric_name = \"R\"\nstatistic = \"Sum\"\n\
          [[target.policy]]\ntype = \"target_tracking\"\nmetric = \"m\"\ntarget_value = 60\n\
          [[target.policy]]\ntype = \"target_tracking\"\nmetric = \"q\"\ntarget_per_unit = 20\n\
          [[target.policy]]\ntype = \"step\"\nmetric = \"m\"\nthreshold = 90\ncomparison = \">=\"\nbreach_for = \"1m\"\n\

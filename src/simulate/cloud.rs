@@ -150,9 +150,9 @@ impl SimCloud {
             .or_else(|| Meaning::of_aws(namespace, metric_name))
     }
 
-    /// The datapoints of a statistic over `[start, end)` at `period_secs`: each bucket
-    /// aggregates the service's published datapoints that start in it; a bucket with none
-    /// is absent, as in CloudWatch.
+    /// The datapoints of a statistic over `[start, end)` at `period_secs`, newest first:
+    /// each bucket aggregates the service's published datapoints that start in it; a bucket
+    /// with none is absent, as in CloudWatch.
     fn stat(
         &self,
         meaning: Meaning,
@@ -193,6 +193,8 @@ impl SimCloud {
         if let Some((at, xs)) = bucket {
             out.push((time(at), agg.of(&xs)));
         }
+        // Newest first, as GetMetricData answers by default (`TimestampDescending`).
+        out.reverse();
         Ok(out)
     }
 }

@@ -712,11 +712,12 @@ fn the_simulated_cloudwatch_answers_each_statistic_at_any_period_as_published() 
             .unwrap();
             // Published by now: the minutes that ended a delay (60 s) ago, up to T0+1740.
             // Five-minute buckets hold 5 of them each; the newest (T0+1500) only 4.
-            let sums: Vec<f64> = got["Sum300"].iter().map(|p| p.1).collect();
+            // Newest first, as GetMetricData answers.
+            let sums: Vec<f64> = got["Sum300"].iter().rev().map(|p| p.1).collect();
             assert_eq!(sums, [3000.0, 3000.0, 3000.0, 3000.0, 3000.0, 2400.0]);
             assert!(got["Average300"].iter().all(|p| p.1 == 600.0));
-            assert_eq!(got["SampleCount300"].last().unwrap().1, 4.0);
-            assert_eq!(got["Sum300"][0].0, time(T0));
+            assert_eq!(got["SampleCount300"][0].1, 4.0);
+            assert_eq!(got["Sum300"].last().unwrap().0, time(T0));
             // A metric the service does not publish has no datapoints.
             let none = block_on(
                 cloud.get_metric_data(&call(60, vec![stat("Sum", "Widgets", "Shop", 60)])),

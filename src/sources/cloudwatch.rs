@@ -378,9 +378,9 @@ impl CloudWatchSource {
         metric: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        period_secs: u64,
+        step_secs: u64,
     ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
-        history_with(self, target, metric, from, to, period_secs).await
+        history_with(self, target, metric, from, to, step_secs).await
     }
 }
 
@@ -431,47 +431,94 @@ impl MetricData for CloudWatchSource {
     }
 }
 
-/// A metric's history for the forecaster: `(period start, value)` from `from` to `to`,
-/// all pages, sorted.
+/// A metric's history for the forecaster, in the units the policy means, averaged into
+/// steps of `step_secs`: `(step start, value)` from `from` to `to`, all pages, sorted.
+/// Each input is read at the metric's own period and statistic and the expression is
+/// evaluated on those values before they are averaged (see [`super::history`]); an SQS
+/// metric is read as the queue's arrivals per second.
 pub async fn history_with(
     api: &impl MetricData,
     target: &Target,
     metric: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    period_secs: u64,
+    step_secs: u64,
 ) -> Result<Vec<(DateTime<Utc>, f64)>, AwsError> {
-    let mut unit = Vec::new();
-    let mut ids = HashMap::new();
-    if unit_for(target, metric, period_secs, Some(0), &mut unit, &mut ids, 0).is_none() {
-        return Err(AwsError::new(
+    let invalid = |why: String| {
+        AwsError::new(
             crate::aws::ErrorClass::Invalid,
             "cloudwatch",
             "GetMetricData",
             metric,
-            "not a CloudWatch metric",
-        ));
-    }
-    let call = PlannedCall {
-        start: floor_to(from, period_secs),
-        end: floor_to(to, period_secs),
-        period_secs,
-        queries: unit,
+            why,
+        )
     };
-    let answer = call
-        .queries
-        .iter()
-        .find(|q| q.answers.is_some())
-        .map(|q| q.id.clone())
-        .unwrap_or_default();
-    let mut points = api
-        .get_metric_data(&call)
-        .await?
-        .remove(&answer)
-        .unwrap_or_default();
-    points.sort_by_key(|p| p.0);
-    points.dedup_by_key(|p| p.0);
-    Ok(points)
+    let plan = match super::history::plan(&target.metrics, metric) {
+        Ok(p) => p,
+        // Metric-math functions: CloudWatch evaluates the expression itself, at the
+        // metric's own period.
+        Err(super::history::PlanError::Functions(_)) => {
+            let period = timing(
+                &target
+                    .metric(metric)
+                    .ok_or_else(|| invalid("not a metric of the target".into()))?
+                    .source,
+            )
+            .map_or(step_secs, |(p, _, _)| p);
+            let mut unit = Vec::new();
+            let mut ids = HashMap::new();
+            if unit_for(target, metric, period, Some(0), &mut unit, &mut ids, 0).is_none() {
+                return Err(invalid("not a CloudWatch metric".into()));
+            }
+            let call = PlannedCall {
+                start: floor_to(from, period),
+                end: floor_to(to, period),
+                period_secs: period,
+                queries: unit,
+            };
+            let answer = call
+                .queries
+                .iter()
+                .find(|q| q.answers.is_some())
+                .map(|q| q.id.clone())
+                .unwrap_or_default();
+            let points = api
+                .get_metric_data(&call)
+                .await?
+                .remove(&answer)
+                .unwrap_or_default();
+            return Ok(super::history::to_step(&points, step_secs));
+        }
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    let period = plan.period_secs;
+    let call = PlannedCall {
+        start: floor_to(from, period),
+        end: floor_to(to, period),
+        period_secs: period,
+        queries: plan
+            .leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| PlannedQuery {
+                id: format!("h{i}"),
+                kind: QueryKind::Stat {
+                    namespace: l.namespace.clone(),
+                    metric_name: l.metric_name.clone(),
+                    dimensions: l.dimensions.clone(),
+                    statistic: l.statistic.clone(),
+                    period_secs: l.period_secs,
+                },
+                return_data: true,
+                answers: Some(i),
+            })
+            .collect(),
+    };
+    let mut got = api.get_metric_data(&call).await?;
+    let series: Vec<Points> = (0..plan.leaves.len())
+        .map(|i| got.remove(&format!("h{i}")).unwrap_or_default())
+        .collect();
+    Ok(plan.finish(&series, step_secs))
 }
 
 /// Reads the CloudWatch requests of a tick through `api`: planned into as few calls as

@@ -6,6 +6,7 @@
 
 pub mod cadence;
 pub mod cloudwatch;
+pub mod history;
 pub mod sqs;
 
 use std::future::Future;
@@ -87,7 +88,9 @@ pub trait Source: Send + Sync {
     ) -> impl Future<Output = Vec<Reading>> + Send;
 }
 
-/// Reads a metric's past, for the forecaster: `(period start, value)`, sorted.
+/// Reads a metric's past, for the forecaster: `(step start, value)`, sorted, in the units the
+/// policy means (each input read at the metric's own period and statistic, the expression
+/// evaluated, then averaged into steps of `period_secs`; see [`history`]).
 pub trait HistoryReader: Send + Sync {
     fn history(
         &self,
