@@ -191,6 +191,110 @@ async fn cloudwatch_history_reads_days_at_five_minutes() {
 }
 
 #[tokio::test]
+async fn history_of_a_per_minute_sum_over_60_is_the_per_second_rate() {
+    // RequestCount, a Sum per minute, published every minute for two days; the policy
+    // reads it as `requests / 60`. The history must be the per-second rate (the mean over
+    // each 5-minute step), not 5-minute totals divided by 60 (5x). The queue's
+    // NumberOfMessagesSent is read the same way for an SQS metric, which has no history.
+    let sdk = common::sdk().await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let ns = common::unique("Capstan/Alb");
+    let requests = common::unique("RequestCount");
+    let queue = common::unique("orders");
+    let end = floor_to(Utc::now(), 300);
+    let minutes = 2 * 1440;
+    // 100 to 180 requests/s within each 5 minutes: 140 on average.
+    let rate = |i: i64| 100.0 + 20.0 * (i % 5) as f64;
+    let counts: Vec<(chrono::DateTime<Utc>, f64)> = (1..=minutes)
+        .map(|i| (end - Duration::minutes(i), 60.0 * rate(i)))
+        .collect();
+    put(
+        &cw,
+        &ns,
+        &requests,
+        &[("TargetGroup", "targetgroup/web/1")],
+        &counts,
+    )
+    .await;
+    let sent: Vec<(chrono::DateTime<Utc>, f64)> = (1..=minutes)
+        .map(|i| (end - Duration::minutes(i), 600.0))
+        .collect();
+    put(
+        &cw,
+        "AWS/SQS",
+        "NumberOfMessagesSent",
+        &[("QueueName", &queue)],
+        &sent,
+    )
+    .await;
+    let text = format!(
+        r#"
+[[target]]
+name = "web"
+kind = "ecs_service"
+cluster = "shop"
+service = "web"
+min = 1
+max = 10
+[[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "{ns}"
+metric_name = "{requests}"
+dimensions = {{ TargetGroup = "targetgroup/web/1" }}
+statistic = "Sum"
+period = "60s"
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "requests / 60"
+[[target.metric]]
+name = "queue"
+source = "sqs"
+queue = "https://sqs.us-east-1.amazonaws.com/123456789012/{queue}"
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 100
+"#
+    );
+    let cfg = config::from_str("test.toml", &text).unwrap_or_else(|d| panic!("{}", d[0]));
+    let cw = CloudWatchSource::new(&sdk);
+    let t = &cfg.targets[0];
+    // Two days, as published (14 days at 60 s are 20,160 periods a query: fine for
+    // CloudWatch, minutes for the emulator).
+    let from = end - Duration::days(2);
+    // The Sum itself keeps its own unit, requests per minute: 8,400 on average.
+    let per_minute = cw.history(t, "requests", from, end, 300).await.unwrap();
+    assert_eq!(per_minute.len(), minutes as usize / 5);
+    assert!(
+        per_minute.iter().all(|(_, v)| (v - 8400.0).abs() < 1e-6),
+        "requests per minute, not per 5 minutes: {:?}",
+        &per_minute[..3]
+    );
+    let hist = cw.history(t, "rps", from, end, 300).await.unwrap();
+    assert_eq!(
+        hist.len(),
+        minutes as usize / 5,
+        "one point per 5-minute step"
+    );
+    assert!(hist.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    for (at, v) in &hist {
+        assert!(
+            (v - 140.0).abs() < 1e-6,
+            "{at}: {v} requests/s, the rate is 140"
+        );
+    }
+    let arrivals = cw.history(t, "queue", from, end, 300).await.unwrap();
+    assert_eq!(arrivals.len(), minutes as usize / 5);
+    assert!(
+        arrivals.iter().all(|(_, v)| (v - 10.0).abs() < 1e-6),
+        "600 messages a minute are 10 messages/s: {:?}",
+        &arrivals[..3]
+    );
+}
+
+#[tokio::test]
 async fn sqs_counts_visible_in_flight_and_delayed_and_reports_missing_queues() {
     let sdk = common::sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);

@@ -727,3 +727,65 @@ fn a_reused_reading_is_shown_with_how_long_ago_it_was_read() {
     assert!(v["targets"][0]["metrics"][0]["read_secs_ago"].is_null());
     assert!(!page::render(&status.read(), at(2)).contains("s ago)"));
 }
+
+#[tokio::test]
+async fn a_predictive_target_without_a_forecast_says_why_in_v1_targets_and_on_the_page() {
+    use crate::controller::lease::SoleLeader;
+    use crate::controller::state::MemoryStore;
+    use crate::controller::{Controller, Options};
+    use crate::fake::FakeCloud;
+    let cfg = config::from_str(
+        "t.toml",
+        r#"
+[[target]]
+name = "web"
+kind = "ecs_service"
+cluster = "shop"
+service = "web"
+min = 1
+max = 9
+[[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCount"
+statistic = "Sum"
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "requests / 60"
+[[target.policy]]
+type = "predictive"
+metric = "rps"
+target_per_unit = 100
+"#,
+    )
+    .unwrap();
+    let cloud = FakeCloud::new();
+    let status = Status::new(&cfg, false, at(0));
+    let mut c = Controller::new(
+        cfg,
+        cloud.clone(),
+        cloud,
+        MemoryStore::default(),
+        SoleLeader,
+        Options::default(),
+    );
+    // No history at all: the first refresh (end of the first tick) finds why.
+    c.tick(at(0)).await;
+    status.record(&c.tick(at(1)).await);
+    let v = targets_json(&status.read(), at(1));
+    let f = &v["targets"][0]["forecast"];
+    assert_eq!(f["available"], false, "{f}");
+    assert_eq!(f["unit"], "requests/s");
+    let note = f["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("no forecast: insufficient history"),
+        "{note}"
+    );
+    let html = page::render(&status.read(), at(1));
+    assert!(
+        html.contains("forecast <b>none</b> (predictive:rps): no forecast: insufficient history"),
+        "{html}"
+    );
+}

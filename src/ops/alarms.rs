@@ -14,6 +14,9 @@
 //!   the target cannot be observed).
 //! - `actuation-failing`: `ActuationFailures` `Sum >= 1` in at least 3 of the last 5 minutes
 //!   (one transient failure, already retried, does not page).
+//! - `forecast-missing` (targets with a predictive policy only): `ForecastAvailable`
+//!   `Maximum < 1` for 30 minutes: no tick had a forecast covering now (a failed refresh is
+//!   retried within 15 minutes; the decision's explanation says why there is none).
 //!
 //! With an SNS topic, the topic is notified on ALARM and on OK.
 
@@ -37,12 +40,14 @@ impl Default for AlarmOptions {
     }
 }
 
-/// The four alarm kinds, in output order.
-pub const KINDS: [&str; 4] = [
+/// The alarm kinds, in output order (`forecast-missing` only for a target with a
+/// predictive policy).
+pub const KINDS: [&str; 5] = [
     "pinned-at-max",
     "metrics-missing",
     "no-data",
     "actuation-failing",
+    "forecast-missing",
 ];
 
 const PERIOD: u32 = 60;
@@ -143,6 +148,26 @@ fn target_alarms(cfg: &Config, t: &Target, opts: &AlarmOptions) -> Vec<Value> {
             }),
         ),
     ];
+    let predictive = t
+        .policies
+        .iter()
+        .any(|p| matches!(p.kind, crate::config::PolicyKind::Predictive(_)));
+    if predictive {
+        out.push(merge(
+            simple("ForecastAvailable", "Maximum"),
+            json!({
+                "AlarmName": name("forecast-missing"),
+                "AlarmDescription": format!(
+                    "capstan: the predictive policy of target {} has had no forecast for 30 minutes (its decisions say why)", t.name
+                ),
+                "ComparisonOperator": "LessThanThreshold",
+                "Threshold": 1,
+                "EvaluationPeriods": 30,
+                "DatapointsToAlarm": 30,
+                "TreatMissingData": "notBreaching",
+            }),
+        ));
+    }
     if let Some(topic) = &opts.sns_topic {
         for a in &mut out {
             a["AlarmActions"] = json!([topic]);
@@ -165,14 +190,15 @@ mod tests {
     use crate::config;
 
     #[test]
-    fn four_alarms_per_target_on_capstans_metrics() {
+    fn four_alarms_per_target_on_capstans_metrics_and_one_more_with_a_forecast() {
         let cfg = config::from_str("example.toml", config::EMBEDDED_EXAMPLE).unwrap();
         let opts = AlarmOptions {
             pinned_minutes: 10,
             sns_topic: Some("arn:aws:sns:us-east-1:123456789012:oncall".into()),
         };
         let all = alarms(&cfg, &opts);
-        assert_eq!(all.len(), 4 * cfg.targets.len());
+        // sales-api alone has a predictive policy.
+        assert_eq!(all.len(), 4 * cfg.targets.len() + 1);
         let get = |n: &str| {
             all.iter()
                 .find(|a| a["AlarmName"] == n)
@@ -200,6 +226,12 @@ mod tests {
             opts.sns_topic.as_deref().unwrap()
         );
         assert!(get("Capstan-catalog-db-readers-metrics-missing")["OKActions"].is_array());
+        let forecast = get("Capstan-sales-api-forecast-missing");
+        assert_eq!(forecast["MetricName"], "ForecastAvailable");
+        assert_eq!(forecast["ComparisonOperator"], "LessThanThreshold");
+        assert!(!all
+            .iter()
+            .any(|a| a["AlarmName"] == "Capstan-order-workers-forecast-missing"));
         // Without a topic there are no actions.
         let quiet = alarms(&cfg, &AlarmOptions::default());
         assert!(quiet.iter().all(|a| a.get("AlarmActions").is_none()));

@@ -202,7 +202,26 @@ fn metric_lines(
 fn load_widget(cfg: &Config, t: &Target, p: &crate::config::Policy, region: &str) -> Option<Value> {
     let mut lines = Vec::new();
     let mut ids = HashMap::new();
-    metric_lines(t, &p.metric, &mut ids, &mut lines, true, 0)?;
+    let sqs = t
+        .metric(&p.metric)
+        .is_some_and(|m| matches!(m.source, MetricSource::Sqs { .. }));
+    if matches!(p.kind, PolicyKind::Predictive(_)) && sqs {
+        // An SQS forecast is of the queue's arrivals, not its depth: draw those.
+        let plan = crate::sources::history::plan(&t.metrics, &p.metric).ok()?;
+        let leaf = plan.leaves.first()?;
+        let mut line = vec![json!(leaf.namespace), json!(leaf.metric_name)];
+        for (k, v) in &leaf.dimensions {
+            line.extend([json!(k), json!(v)]);
+        }
+        line.push(json!({ "stat": leaf.statistic, "id": "s0", "period": leaf.period_secs, "visible": false }));
+        lines.push(Value::Array(line));
+        lines.push(json!([{
+            "expression": format!("s0 / {}", leaf.period_secs),
+            "id": "m0", "label": "messages sent/s", "period": leaf.period_secs,
+        }]));
+    } else {
+        metric_lines(t, &p.metric, &mut ids, &mut lines, true, 0)?;
+    }
     let mut horizontal = Vec::new();
     let title;
     match &p.kind {
@@ -332,6 +351,49 @@ mod tests {
 
     fn example() -> Config {
         config::from_str("example.toml", config::EMBEDDED_EXAMPLE).unwrap()
+    }
+
+    #[test]
+    fn an_sqs_forecast_is_drawn_against_the_queues_arrivals_per_second() {
+        let cfg = config::from_str(
+            "t.toml",
+            r#"
+[[target]]
+name = "workers"
+kind = "ecs_service"
+cluster = "shop"
+service = "workers"
+min = 1
+max = 10
+[[target.metric]]
+name = "queue"
+source = "sqs"
+queue = "https://sqs.us-east-1.amazonaws.com/1/orders"
+[[target.policy]]
+type = "predictive"
+metric = "queue"
+target_per_unit = 5
+"#,
+        )
+        .unwrap();
+        let b = body(&cfg, "us-east-1");
+        let w = b["widgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| {
+                w["properties"]["title"].as_str()
+                    == Some("predictive:queue: queue vs forecast (messages sent/s)")
+            })
+            .expect("the forecast widget");
+        let m = w["properties"]["metrics"].as_array().unwrap();
+        assert_eq!(
+            m[0],
+            json!(["AWS/SQS", "NumberOfMessagesSent", "QueueName", "orders",
+                {"stat": "Sum", "id": "s0", "period": 60, "visible": false}])
+        );
+        assert_eq!(m[1][0]["expression"], "s0 / 60");
+        assert!(!w.to_string().contains("ApproximateNumberOfMessages"));
     }
 
     #[test]
