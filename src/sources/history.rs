@@ -43,7 +43,8 @@ pub enum Expr {
 }
 
 impl Expr {
-    fn eval(&self, v: &[f64]) -> f64 {
+    /// The value at one period, from the leaves' values there.
+    pub fn eval(&self, v: &[f64]) -> f64 {
         match self {
             Expr::Num(n) => *n,
             Expr::Leaf(i) => v[*i],
@@ -190,12 +191,7 @@ fn expr_of(
             m.name
         )));
     }
-    let tokens = tokenize(expression)?;
-    let mut p = Parser {
-        tokens: &tokens,
-        at: 0,
-    };
-    let e = p.sum(&mut |name: &str| {
+    parse(expression, &mut |name: &str| {
         let input = find(metrics, name)?;
         match &input.source {
             MetricSource::Cloudwatch { .. } => Ok(Expr::Leaf(leaf_of(input, period, leaves))),
@@ -204,7 +200,20 @@ fn expr_of(
                 "`{name}` is an SQS metric; metric math only combines CloudWatch metrics"
             ))),
         }
-    })?;
+    })
+}
+
+/// Parses an arithmetic metric-math expression (`+ - * /`, unary signs, parentheses,
+/// numbers), each metric name resolved by `resolve`; a function is
+/// [`PlanError::Functions`]. The one parser of such expressions: the history reader and
+/// the replay's simulated CloudWatch ([`crate::simulate::metric_math`]) both use it.
+pub fn parse(expression: &str, resolve: &mut Resolve<'_>) -> Result<Expr, PlanError> {
+    let tokens = tokenize(expression)?;
+    let mut p = Parser {
+        tokens: &tokens,
+        at: 0,
+    };
+    let e = p.sum(resolve)?;
     if p.at != tokens.len() {
         return Err(PlanError::Invalid(format!(
             "cannot read the expression `{expression}`"
@@ -276,7 +285,8 @@ struct Parser<'a> {
     at: usize,
 }
 
-type Resolve<'r> = dyn FnMut(&str) -> Result<Expr, PlanError> + 'r;
+/// Resolves a metric name of an expression to its part of the tree.
+pub type Resolve<'r> = dyn FnMut(&str) -> Result<Expr, PlanError> + 'r;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -327,28 +337,34 @@ impl HistoryPlan {
     pub fn finish(&self, series: &[Points], step_secs: u64) -> Points {
         let values: Points = match &self.expr {
             None => series.first().cloned().unwrap_or_default(),
-            Some(e) => {
-                let maps: Vec<HashMap<i64, f64>> = series
-                    .iter()
-                    .map(|s| s.iter().map(|(t, v)| (t.timestamp(), *v)).collect())
-                    .collect();
-                let Some(first) = series.first() else {
-                    return Vec::new();
-                };
-                let mut row = vec![0.0; maps.len()];
-                first
-                    .iter()
-                    .filter_map(|(t, _)| {
-                        for (k, m) in maps.iter().enumerate() {
-                            row[k] = *m.get(&t.timestamp())?;
-                        }
-                        Some((*t, e.eval(&row)))
-                    })
-                    .collect()
-            }
+            Some(e) => combine(e, series),
         };
         to_step(&values, step_secs)
     }
+}
+
+/// The value of `expr` at every period where each of its leaves' `series` (in leaf order)
+/// has a datapoint, as CloudWatch combines series; a non-finite value (a division by
+/// zero) is left out. In the order of the first series.
+pub fn combine(expr: &Expr, series: &[Points]) -> Points {
+    let maps: Vec<HashMap<i64, f64>> = series
+        .iter()
+        .map(|s| s.iter().map(|(t, v)| (t.timestamp(), *v)).collect())
+        .collect();
+    let Some(first) = series.first() else {
+        return Vec::new();
+    };
+    let mut row = vec![0.0; maps.len()];
+    first
+        .iter()
+        .filter_map(|(t, _)| {
+            for (k, m) in maps.iter().enumerate() {
+                row[k] = *m.get(&t.timestamp())?;
+            }
+            Some((*t, expr.eval(&row)))
+        })
+        .filter(|(_, v)| v.is_finite())
+        .collect()
 }
 
 /// The mean of the finite values within each step (by step start), sorted.
