@@ -21,6 +21,7 @@ use crate::config::{MetricSource, Resource, Target};
 use crate::sources::cloudwatch::{
     history_with, read_with, MetricData, PlannedCall, Points, QueryKind,
 };
+use crate::sources::history::Statistic;
 use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
 
 /// What a CloudWatch metric of the simulated service measures, per published datapoint.
@@ -205,53 +206,6 @@ fn time(secs: i64) -> DateTime<Utc> {
 
 fn invalid(op: &'static str, what: &str, why: impl Into<String>) -> AwsError {
     AwsError::new(ErrorClass::Invalid, "simulate", op, what, why)
-}
-
-/// A CloudWatch statistic over the datapoints of one bucket.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Statistic {
-    Sum,
-    Average,
-    Maximum,
-    Minimum,
-    SampleCount,
-    /// A percentile, nearest rank.
-    Percentile(f64),
-}
-
-impl Statistic {
-    fn parse(s: &str) -> Result<Statistic, String> {
-        Ok(match s {
-            "Sum" => Statistic::Sum,
-            "Average" => Statistic::Average,
-            "Maximum" => Statistic::Maximum,
-            "Minimum" => Statistic::Minimum,
-            "SampleCount" => Statistic::SampleCount,
-            p if p.starts_with('p') => match p[1..].parse::<f64>() {
-                Ok(q) if (0.0..=100.0).contains(&q) => Statistic::Percentile(q),
-                _ => return Err(format!("statistic `{s}` is not modeled")),
-            },
-            _ => return Err(format!("statistic `{s}` is not modeled")),
-        })
-    }
-
-    /// The statistic of `xs` (never empty).
-    fn of(self, xs: &[f64]) -> f64 {
-        let n = xs.len() as f64;
-        match self {
-            Statistic::Sum => xs.iter().sum(),
-            Statistic::Average => xs.iter().sum::<f64>() / n,
-            Statistic::Maximum => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            Statistic::Minimum => xs.iter().copied().fold(f64::INFINITY, f64::min),
-            Statistic::SampleCount => n,
-            Statistic::Percentile(q) => {
-                let mut s = xs.to_vec();
-                s.sort_by(f64::total_cmp);
-                let rank = ((q / 100.0 * n).ceil() as usize).clamp(1, s.len());
-                s[rank - 1]
-            }
-        }
-    }
 }
 
 impl MetricData for SimCloud {

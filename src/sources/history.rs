@@ -89,6 +89,53 @@ impl std::fmt::Display for PlanError {
     }
 }
 
+/// A CloudWatch statistic over the datapoints of one bucket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Statistic {
+    Sum,
+    Average,
+    Maximum,
+    Minimum,
+    SampleCount,
+    /// A percentile, nearest rank.
+    Percentile(f64),
+}
+
+impl Statistic {
+    pub fn parse(s: &str) -> Result<Statistic, String> {
+        Ok(match s {
+            "Sum" => Statistic::Sum,
+            "Average" => Statistic::Average,
+            "Maximum" => Statistic::Maximum,
+            "Minimum" => Statistic::Minimum,
+            "SampleCount" => Statistic::SampleCount,
+            p if p.starts_with('p') => match p[1..].parse::<f64>() {
+                Ok(q) if (0.0..=100.0).contains(&q) => Statistic::Percentile(q),
+                _ => return Err(format!("statistic `{s}` is not modeled")),
+            },
+            _ => return Err(format!("statistic `{s}` is not modeled")),
+        })
+    }
+
+    /// The statistic of `xs` (never empty).
+    pub fn of(self, xs: &[f64]) -> f64 {
+        let n = xs.len() as f64;
+        match self {
+            Statistic::Sum => xs.iter().sum(),
+            Statistic::Average => xs.iter().sum::<f64>() / n,
+            Statistic::Maximum => xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Statistic::Minimum => xs.iter().copied().fold(f64::INFINITY, f64::min),
+            Statistic::SampleCount => n,
+            Statistic::Percentile(q) => {
+                let mut s = xs.to_vec();
+                s.sort_by(f64::total_cmp);
+                let rank = ((q / 100.0 * n).ceil() as usize).clamp(1, s.len());
+                s[rank - 1]
+            }
+        }
+    }
+}
+
 /// The queue name of an SQS queue given by name or URL.
 pub fn queue_name(queue: &str) -> &str {
     queue
@@ -387,7 +434,7 @@ pub fn to_step(points: &[(DateTime<Utc>, f64)], step_secs: u64) -> Points {
 
 /// What CloudWatch answers for raw datapoints `(time, value)` asked at `period_secs` with
 /// `statistic` over `[from, to)`: one value per period that has datapoints, by period start.
-/// Percentiles are not supported (`None`).
+/// Percentiles are by nearest rank; another statistic (trimmed means...) is `None`.
 pub fn aggregate(
     raw: &[(DateTime<Utc>, f64)],
     statistic: &str,
@@ -399,19 +446,8 @@ pub fn aggregate(
     for (t, v) in raw.iter().filter(|(t, _)| *t >= from && *t < to) {
         bins.entry(floor_to(*t, period_secs)).or_default().push(*v);
     }
-    let stat = |vs: &[f64]| -> Option<f64> {
-        Some(match statistic {
-            "Sum" => vs.iter().sum(),
-            "Average" => vs.iter().sum::<f64>() / vs.len() as f64,
-            "Maximum" => vs.iter().copied().fold(f64::MIN, f64::max),
-            "Minimum" => vs.iter().copied().fold(f64::MAX, f64::min),
-            "SampleCount" => vs.len() as f64,
-            _ => return None,
-        })
-    };
-    bins.into_iter()
-        .map(|(t, vs)| stat(&vs).map(|v| (t, v)))
-        .collect()
+    let stat = Statistic::parse(statistic).ok()?;
+    Some(bins.into_iter().map(|(t, vs)| (t, stat.of(&vs))).collect())
 }
 
 /// The unit of a forecast of `metric`, for the explanation and the dashboard: e.g.
@@ -604,6 +640,11 @@ target_per_unit = 100
             aggregate(&raw, "SampleCount", 600, a, to).unwrap(),
             vec![(a, 10.0)]
         );
-        assert!(aggregate(&raw, "p99", 60, a, to).is_none());
+        // Percentiles by nearest rank: p99 of ten datapoints is the largest.
+        assert_eq!(
+            aggregate(&raw, "p99", 600, a, to),
+            aggregate(&raw, "Maximum", 600, a, to)
+        );
+        assert!(aggregate(&raw, "tm99", 60, a, to).is_none());
     }
 }
