@@ -174,24 +174,23 @@ impl SimCloud {
         let lo = dps.partition_point(|d| d.end - res < start);
         let hi = dps.partition_point(|d| d.end - res < end);
         let mut out = Vec::new();
-        let mut bucket: Option<(i64, Vec<f64>)> = None;
+        // The values of the bucket being filled (one buffer, reused).
+        let mut xs: Vec<f64> = Vec::new();
+        let mut at = i64::MIN;
         for d in &dps[lo..hi] {
             if d.end + delay > now {
                 break;
             }
             let Some(v) = &d.values else { continue };
             let b = (d.end - res).div_euclid(p) * p;
-            match &mut bucket {
-                Some((at, xs)) if *at == b => xs.push(meaning.value(v)),
-                _ => {
-                    if let Some((at, xs)) = bucket.take() {
-                        out.push((time(at), agg.of(&xs)));
-                    }
-                    bucket = Some((b, vec![meaning.value(v)]));
-                }
+            if b != at && !xs.is_empty() {
+                out.push((time(at), agg.of(&xs)));
+                xs.clear();
             }
+            at = b;
+            xs.push(meaning.value(v));
         }
-        if let Some((at, xs)) = bucket {
+        if !xs.is_empty() {
             out.push((time(at), agg.of(&xs)));
         }
         // Newest first, as GetMetricData answers by default (`TimestampDescending`).
