@@ -1210,6 +1210,30 @@ fn current_outside_bounds_is_corrected_at_once() {
 }
 
 #[test]
+fn a_clamp_tick_is_not_remembered_as_a_recommendation() {
+    // Max 10, found at 12 with CPU at twice its target: the policies would want 24, but the
+    // tick only sets 10. HPA stores no recommendation on such a tick, so when CPU then asks
+    // for 6 the scale-down window holds nothing above it.
+    let t = target(&CPU_70.replace("max = 100", "max = 10"));
+    let mut h = seen();
+    let d = decide(&t, &Observation::new(t0(), 12).with("cpu", 140.0), &h);
+    assert_eq!(d.desired, 10, "{}", d.reason());
+    assert_eq!(d.update.recommendation, None);
+    h.record(&t, &d, true);
+    assert!(
+        h.recommendations.iter().all(|r| r.capacity <= 10),
+        "{:?}",
+        h.recommendations
+    );
+    // ceil(10 x 42 / 70) = 6, 15 s later: inside the 300 s scale-down window.
+    let d = decide(&t, &Observation::new(at(15), 10).with("cpu", 42.0), &h);
+    assert_eq!(d.desired, 6, "{}", d.reason());
+    // A tick within the bounds is remembered as before.
+    let d = decide(&t, &Observation::new(at(15), 10).with("cpu", 42.0), &seen());
+    assert_eq!(d.update.recommendation, Some(6));
+}
+
+#[test]
 fn explanation_is_one_line_and_json() {
     let t = target(CPU_70);
     let d = decide(&t, &Observation::new(t0(), 4).with("cpu", 140.0), &seen());
