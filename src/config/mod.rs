@@ -86,6 +86,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
     let mut targets: Vec<Target> = Vec::new();
     // Target name -> where it is first defined ("file:line:column").
     let mut places: std::collections::HashMap<String, String> = Default::default();
+    // Resource identity -> the first target that sets it and its resource key's place.
+    let mut resources: std::collections::HashMap<String, (String, String)> = Default::default();
     let mut poll_every = Vec::new();
     for f in &files {
         let name = f.display().to_string();
@@ -110,7 +112,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
                         global = Some((g, name.clone()));
                     }
                 }
-                for (t, (index, line, column)) in part.targets.into_iter().zip(part.target_places) {
+                let places_of = part.target_places.into_iter().zip(part.resource_places);
+                for (t, ((index, line, column), (rline, rcol))) in
+                    part.targets.into_iter().zip(places_of)
+                {
                     if let Some(first) = places.get(&t.name) {
                         diags.push(Diagnostic {
                             file: name.clone(),
@@ -123,6 +128,20 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
                         continue;
                     }
                     places.insert(t.name.clone(), format!("{name}:{line}:{column}"));
+                    let (rkey, id, _) = validate::resource_identity(&t.resource);
+                    if let Some((first, place)) = resources.get(&id) {
+                        let (message, hint) = validate::shared_resource(&t, first, place);
+                        diags.push(Diagnostic {
+                            file: name.clone(),
+                            line: rline,
+                            column: rcol,
+                            key: format!("target[{index}].{rkey}"),
+                            message,
+                            hint: Some(hint),
+                        });
+                        continue;
+                    }
+                    resources.insert(id, (t.name.clone(), format!("{name}:{rline}:{rcol}")));
                     targets.push(t);
                 }
             }
@@ -190,5 +209,49 @@ mod tests {
         assert_eq!((d.line, d.column, d.key.as_str()), (3, 8, "target[0].name"));
         let hint = d.hint.as_deref().unwrap();
         assert!(hint.contains("a.toml:16:8 already defines it"), "{hint}");
+    }
+
+    #[test]
+    fn two_targets_on_one_resource_in_two_files_are_an_error_naming_both() {
+        let dir = std::env::temp_dir().join(format!("capstan-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = |name: &str, resource: &str| {
+            format!(
+                "[[target]]\nname = \"{name}\"\n{resource}\nmin = 1\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"cloudwatch\"\nnamespace = \"AWS/EC2\"\nmetric_name = \"CPUUtilization\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 60\n"
+            )
+        };
+        let asg = |n: &str| format!("kind = \"asg\"\nasg_name = \"{n}\"");
+        let aurora = |n: &str| format!("kind = \"aurora_readers\"\ndb_cluster = \"{n}\"");
+        std::fs::write(
+            dir.join("a.toml"),
+            target("web", &asg("web-asg")) + &target("db", &aurora("Shop-DB")),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("b.toml"),
+            // RDS identifiers ignore case; Auto Scaling group names do not.
+            target("web2", &asg("web-asg"))
+                + &target("db2", &aurora("shop-db"))
+                + &target("web3", &asg("Web-asg")),
+        )
+        .unwrap();
+        let diags = load(std::slice::from_ref(&dir)).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                let file = Path::new(&d.file).file_name().unwrap().to_string_lossy();
+                format!("{file}:{}:{} {} | {}", d.line, d.column, d.key, d.message)
+            })
+            .collect();
+        let a = dir.join("a.toml").display().to_string();
+        assert_eq!(
+            got,
+            [
+                format!("b.toml:4:12 target[0].asg_name | target `web2` scales Auto Scaling group `web-asg`, which target `web` ({a}:4:12) already scales"),
+                format!("b.toml:19:14 target[1].db_cluster | target `db2` scales the readers of Aurora cluster `shop-db`, which target `db` ({a}:19:14) already scales"),
+            ]
+        );
+        assert!(diags[0].hint.as_deref().unwrap().contains("one target"));
     }
 }
