@@ -76,6 +76,54 @@ fn file_diag(p: &Path, message: &str, hint: Option<&str>) -> Diagnostic {
     }
 }
 
+/// The largest config file read (32 MiB, about 70,000 targets like those of the daemon
+/// benchmark): a larger one is refused before it fills memory (a device such as
+/// `/dev/zero` never ends).
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+
+/// Reads one config file: at most [`MAX_FILE_BYTES`], UTF-8. A file that cannot be read
+/// gets the system's error with its path, a larger one an error saying so, and text that
+/// is not UTF-8 the line and column of its first bad byte.
+pub fn read_file(p: &Path) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read =
+        std::fs::File::open(p).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => "check the path",
+            std::io::ErrorKind::PermissionDenied => "make the file readable by this user",
+            _ => "check that the path names a readable file",
+        };
+        return Err(file_diag(p, &format!("cannot read file: {e}"), Some(hint)));
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(file_diag(
+            p,
+            &format!(
+                "the file is larger than {} MiB, the most a config file may hold",
+                MAX_FILE_BYTES >> 20
+            ),
+            Some("split the targets over several files of a directory"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let name = p.display().to_string();
+        let (line, column) = diag::SourceMap::new(&name, valid).line_col(at);
+        Diagnostic {
+            file: name,
+            line,
+            column,
+            key: String::new(),
+            message: format!("the file is not UTF-8 text: byte 0x{:02x}", bytes[at]),
+            hint: Some("TOML files are UTF-8; save it as UTF-8".into()),
+        }
+    })
+}
+
 /// Loads and merges config files and directories: at most one `[global]`, target names
 /// unique across files. Every problem in every file is reported. With `[global.shard]`,
 /// only the targets of that shard are returned (all are validated).
@@ -91,10 +139,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<Diagnostic>> {
     let mut poll_every = Vec::new();
     for f in &files {
         let name = f.display().to_string();
-        let text = match std::fs::read_to_string(f) {
+        let text = match read_file(f) {
             Ok(t) => t,
-            Err(e) => {
-                diags.push(file_diag(f, &format!("cannot read file: {e}"), None));
+            Err(d) => {
+                diags.push(d);
                 continue;
             }
         };

@@ -1409,7 +1409,13 @@ fn metrics(
                     );
                 }
                 Some(_) if *input == *me => {
-                    ctx.err(&mp.at("expression"), "the expression reads itself", None);
+                    ctx.err(
+                        &mp.at("expression"),
+                        "the expression reads itself",
+                        Some(format!(
+                            "an expression combines other metrics of the target; `{me}` cannot be one of its own inputs"
+                        )),
+                    );
                 }
                 Some(_) => {}
             }
@@ -1713,7 +1719,10 @@ fn step_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<StepPolicy
             ctx.err(
                 &pp.at("min_adjustment_magnitude"),
                 "min_adjustment_magnitude applies only to percent_change_in_capacity",
-                None,
+                Some(
+                    "set adjustment_type = \"percent_change_in_capacity\" or remove min_adjustment_magnitude"
+                        .into(),
+                ),
             );
             let _ = m;
             None
@@ -2053,7 +2062,11 @@ fn schedules(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, target_max: u32) -
                     "how long each window lasts, e.g. \"10h\"",
                 );
             } else if duration_secs == 0 {
-                ctx.err(&sp.at("duration"), "a window of 0s never applies", None);
+                ctx.err(
+                    &sp.at("duration"),
+                    "a window of 0s never applies",
+                    Some("give how long each window lasts, e.g. \"10h\"".into()),
+                );
             }
             match (cron, tz) {
                 (Some(cron), Some(timezone)) if duration_secs > 0 => Some(ScheduleWhen::cron(
