@@ -323,6 +323,10 @@ pub fn decide_lines(
             );
             return EXIT_INVALID;
         }
+        if let Err(e) = input_limits(&parsed) {
+            let _ = writeln!(err, "error: {source}:{}: {e}", i + 1);
+            return EXIT_INVALID;
+        }
         if let Some(prev) = last_at.filter(|prev| parsed.at < *prev) {
             let _ = writeln!(
                 err,
@@ -338,7 +342,7 @@ pub fn decide_lines(
             at: parsed.at,
             current,
             ready: parsed.ready,
-            metrics: parsed.metrics.into_iter().collect(),
+            metrics: parsed.metrics.into(),
             scale_in_blocked: parsed.scale_in_blocked,
             forecast: parsed.forecast.map(std::sync::Arc::new),
         };
@@ -355,6 +359,25 @@ pub fn decide_lines(
         }
     }
     0
+}
+
+/// The longest forecast bin `capstan decide` accepts (a day; the forecaster's are minutes).
+pub const MAX_FORECAST_STEP_SECS: u64 = 86_400;
+
+/// Times and forecast bins the core can work with: an error and its hint otherwise.
+fn input_limits(p: &DecideInput) -> Result<(), String> {
+    let hint = "\n  hint: times are RFC 3339 instants between 1678 and 2261, e.g. \"2026-11-27T10:00:00Z\"";
+    policy::check_time(p.at).map_err(|e| format!("\"at\": {e}{hint}"))?;
+    if let Some(f) = &p.forecast {
+        policy::check_time(f.start).map_err(|e| format!("\"forecast.start\": {e}{hint}"))?;
+        if !(1..=MAX_FORECAST_STEP_SECS).contains(&f.step_secs) {
+            return Err(format!(
+                "\"forecast.step_secs\" is {}, not between 1 and {MAX_FORECAST_STEP_SECS}\n  hint: the length of one forecast bin in seconds, e.g. 300",
+                f.step_secs
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {

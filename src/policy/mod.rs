@@ -30,7 +30,7 @@ mod history;
 mod observation;
 
 pub use behavior::{scale_down_limit, scale_up_limit, stabilize};
-pub use clock::Stamp;
+pub use clock::{check_time, check_time_secs, Stamp, EARLIEST_SECS, LATEST_SECS};
 pub use explain::{
     num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, Name, Problem,
     ProposalLine, StepLine, Update,

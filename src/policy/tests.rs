@@ -918,6 +918,31 @@ fn predictive_floor_comes_schedule_ahead_early() {
 }
 
 #[test]
+fn a_forecast_with_bins_of_any_length_never_panics() {
+    // A bin of 1e15 s puts the forecast's end past the last year chrono holds (a panic);
+    // one of u64::MAX s overflowed computing it. The core asks for the end when the
+    // forecast has no usable value for now: it starts later, or holds none.
+    let t = predictive_target("forecast_and_scale", "\"honor\"");
+    for (start, step_secs, values) in [
+        (at(86_400 * 365), 1_000_000_000_000_000, vec![400.0]),
+        (at(86_400 * 365), u64::MAX, vec![400.0, 500.0]),
+        (t0(), u64::MAX, vec![f64::NAN, f64::NAN, f64::NAN]),
+    ] {
+        let fc = ForecastSeries {
+            start,
+            step_secs,
+            values,
+        };
+        assert_eq!(fc.end(), DateTime::<Utc>::MAX_UTC);
+        let mut obs = Observation::new(at(60), 3).with("rps", 300.0);
+        obs.forecast = Some(std::sync::Arc::new(fc));
+        let d = decide(&t, &obs, &seen());
+        assert!(d.desired >= 3, "{}", d.reason());
+    }
+    assert_eq!(forecast(&[1.0, 2.0]).end(), at(600));
+}
+
+#[test]
 fn predictive_max_capacity_breach() {
     let mut obs = Observation::new(t0(), 5).with("rps", 500.0);
     obs.forecast = Some(std::sync::Arc::new(forecast(&[1200.0, 1200.0])));
