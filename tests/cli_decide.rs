@@ -182,3 +182,43 @@ fn a_line_of_80000_metric_names_is_read_in_linear_time() {
     assert!(out.status.success());
     assert_eq!(desired(&String::from_utf8(out.stdout).unwrap()), [2]);
 }
+
+#[test]
+fn input_that_never_ends_a_line_or_is_not_text_is_refused() {
+    // Read until memory ran out, once.
+    let (code, out, err) = capstan(
+        &["decide", "--target", "sales-api", "--input", "/dev/zero"],
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with("error: /dev/zero:1: the line is longer than 64 MiB\n  hint: "),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join(format!("capstan-decide-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let latin1 = dir.join("latin1.jsonl");
+    std::fs::write(
+        &latin1,
+        b"{\"at\":\"2026-11-24T03:00:00Z\",\"current\":2}\n{\"at\":\"2026-11-24T03:00:15Z\",\"scale_in_blocked\":\"d\xe9ploiement\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = capstan(
+        &[
+            "decide",
+            "--target",
+            "sales-api",
+            "--input",
+            latin1.to_str().unwrap(),
+        ],
+        "",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out.lines().count(), 1, "the first line was decided");
+    assert!(
+        err.contains("latin1.jsonl:2:51: the line is not UTF-8 text"),
+        "{err}"
+    );
+}
