@@ -282,11 +282,40 @@ pub fn decide_lines(
     let mut history = History::default();
     let mut last: Option<u32> = None;
     let mut last_at: Option<chrono::DateTime<chrono::Utc>> = None;
-    for (i, line) in reader.lines().enumerate() {
-        let line = match line {
+    let mut reader = reader;
+    let mut bytes = Vec::new();
+    for i in 0.. {
+        // One line at a time, at most MAX_LINE_BYTES of it: input that never ends a line
+        // (`--input /dev/zero`) is refused instead of read until memory runs out.
+        bytes.clear();
+        let read =
+            std::io::Read::take(&mut reader, MAX_LINE_BYTES + 1).read_until(b'\n', &mut bytes);
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(err, "error: {source}:{}: {e}", i + 1);
+                return EXIT_INVALID;
+            }
+        }
+        if bytes.len() as u64 > MAX_LINE_BYTES {
+            let _ = writeln!(
+                err,
+                "error: {source}:{}: the line is longer than {} MiB\n  hint: one JSON object per line",
+                i + 1,
+                MAX_LINE_BYTES >> 20
+            );
+            return EXIT_INVALID;
+        }
+        let line = match std::str::from_utf8(&bytes) {
             Ok(l) => l,
             Err(e) => {
-                let _ = writeln!(err, "error: {source}: {e}");
+                let _ = writeln!(
+                    err,
+                    "error: {source}:{}:{}: the line is not UTF-8 text\n  hint: JSON Lines are UTF-8",
+                    i + 1,
+                    bytes[..e.valid_up_to()].iter().filter(|b| (**b & 0xc0) != 0x80).count() + 1
+                );
                 return EXIT_INVALID;
             }
         };
@@ -323,6 +352,10 @@ pub fn decide_lines(
             );
             return EXIT_INVALID;
         }
+        if let Err(e) = input_limits(&parsed) {
+            let _ = writeln!(err, "error: {source}:{}: {e}", i + 1);
+            return EXIT_INVALID;
+        }
         if let Some(prev) = last_at.filter(|prev| parsed.at < *prev) {
             let _ = writeln!(
                 err,
@@ -338,7 +371,7 @@ pub fn decide_lines(
             at: parsed.at,
             current,
             ready: parsed.ready,
-            metrics: parsed.metrics.into_iter().collect(),
+            metrics: parsed.metrics.into(),
             scale_in_blocked: parsed.scale_in_blocked,
             forecast: parsed.forecast.map(std::sync::Arc::new),
         };
@@ -355,6 +388,28 @@ pub fn decide_lines(
         }
     }
     0
+}
+
+/// The longest input line `capstan decide` reads (a line of 80,000 metrics is about 1 MiB).
+pub const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// The longest forecast bin `capstan decide` accepts (a day; the forecaster's are minutes).
+pub const MAX_FORECAST_STEP_SECS: u64 = 86_400;
+
+/// Times and forecast bins the core can work with: an error and its hint otherwise.
+fn input_limits(p: &DecideInput) -> Result<(), String> {
+    let hint = "\n  hint: times are RFC 3339 instants between 1678 and 2261, e.g. \"2026-11-27T10:00:00Z\"";
+    policy::check_time(p.at).map_err(|e| format!("\"at\": {e}{hint}"))?;
+    if let Some(f) = &p.forecast {
+        policy::check_time(f.start).map_err(|e| format!("\"forecast.start\": {e}{hint}"))?;
+        if !(1..=MAX_FORECAST_STEP_SECS).contains(&f.step_secs) {
+            return Err(format!(
+                "\"forecast.step_secs\" is {}, not between 1 and {MAX_FORECAST_STEP_SECS}\n  hint: the length of one forecast bin in seconds, e.g. 300",
+                f.step_secs
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {

@@ -189,3 +189,42 @@ fn run_refuses_every_broken_config_before_any_aws_call() {
     }
     assert!(rec.log().is_empty(), "AWS calls: {:?}", rec.ops());
 }
+
+#[test]
+fn files_that_never_end_are_not_text_or_cannot_be_read_get_a_clear_error() {
+    // A device that never ends was read until memory ran out.
+    let out = capstan().args(["validate", "/dev/zero"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: /dev/zero: the file is larger than 32 MiB"),
+        "{err}"
+    );
+    assert!(err.contains("  hint: split the targets"), "{err}");
+
+    // Bytes that are not UTF-8: the line and column of the first, not only the file.
+    let dir = std::env::temp_dir().join(format!("capstan-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let latin1 = dir.join("latin1.toml");
+    std::fs::write(&latin1, b"[[target]]\nname = \"caf\xe9\"\n").unwrap();
+    let out = capstan().arg("validate").arg(&latin1).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!(
+        "error: {}:2:12: the file is not UTF-8 text: byte 0xe9\n  hint: TOML files are UTF-8",
+        latin1.display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+
+    // A file that cannot be read: the system's reason with the path, and a hint.
+    let missing = dir.join("missing.toml");
+    let out = capstan().arg("validate").arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!(
+        "error: {}: cannot read file: No such file or directory (os error 2)\n  hint: check the path",
+        missing.display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -182,3 +182,52 @@ fn rejects_bad_input_with_exit_code_2() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--unit-capacity is required"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn traces_outside_the_years_or_too_long_to_replay_are_refused_before_replaying() {
+    let dir = scratch("crafted");
+    let out = dir.join("run.csv");
+    let run = |name: &str, text: &str| {
+        let trace = dir.join(name);
+        std::fs::write(&trace, text).unwrap();
+        let o = capstan(&[
+            "simulate",
+            "--target",
+            "sales-api",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Timestamps near +-2^63 overflowed the bin arithmetic (a panic).
+    for (name, rows) in [
+        ("max.csv", "9223372036854775000,1\n9223372036854775807,1\n"),
+        (
+            "min.csv",
+            "-9223372036854775808,1\n-9223372036854775000,1\n",
+        ),
+    ] {
+        let (code, err) = run(name, &format!("timestamp,count\n{rows}"));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(":2: timestamp: time "), "{err}");
+        assert!(err.contains("outside the years 1678 to 2261"), "{err}");
+    }
+    // Two rows 292 years apart: 614 million ticks, once 19.7 GB asked for at once.
+    let (code, err) = run(
+        "centuries.csv",
+        "timestamp,count\n1970-01-01T00:00:00Z,1\n2261-12-01T00:00:00Z,1\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("more than the 10000000 a replay runs"),
+        "{err}"
+    );
+    assert!(err.contains("hint: replay a shorter part"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -237,10 +237,13 @@ pub fn iam_policy(a: &IamPolicyArgs) -> i32 {
 }
 
 pub fn cloudformation(a: &CloudFormationArgs) -> i32 {
-    let text = match std::fs::read_to_string(&a.config) {
+    let text = match crate::config::read_file(&a.config) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {}: {e}\n  hint: pass one TOML file (the stack stores it in an SSM parameter)", a.config.display());
+        Err(d) => {
+            eprintln!("error: {d}");
+            if a.config.is_dir() {
+                eprintln!("  hint: pass one TOML file (the stack stores it in an SSM parameter)");
+            }
             return EXIT_INVALID;
         }
     };

@@ -201,7 +201,7 @@ pub fn run(a: &SimulateArgs) -> i32 {
     if a.poll_interval == Some(0) {
         return invalid("--poll-interval must be at least 1s".into());
     }
-    let text = match std::fs::read_to_string(&a.trace) {
+    let text = match read_trace(&a.trace) {
         Ok(t) => t,
         Err(e) => return invalid(format!("{}: {e}", a.trace.display())),
     };
@@ -309,4 +309,29 @@ pub fn run(a: &SimulateArgs) -> i32 {
     } else {
         1
     }
+}
+
+/// The largest trace read: 512 MiB, more rows than a replay of [`crate::simulate::MAX_TICKS`] ticks
+/// uses at one row per tick.
+pub const MAX_TRACE_BYTES: u64 = 512 << 20;
+
+/// Reads a trace file, at most [`MAX_TRACE_BYTES`] (a device such as `/dev/zero` never
+/// ends), as UTF-8 text.
+fn read_trace(p: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(p)
+        .and_then(|f| f.take(MAX_TRACE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_TRACE_BYTES {
+        return Err(format!(
+            "the trace is larger than {} MiB\n  hint: replay a shorter part of it",
+            MAX_TRACE_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        format!("line {line}: the trace is not UTF-8 text\n  hint: a trace is a CSV file of `timestamp,count` rows")
+    })
 }

@@ -23,18 +23,39 @@ pub struct Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// One line for the error and one for its hint: control characters a value brought in
+    /// (a `\r`, a tab, an escape sequence) are written escaped, so they can neither break
+    /// the line nor move the terminal's cursor.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = Escaped(&self.file);
         if self.line > 0 {
-            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+            write!(f, "{file}:{}:{}: ", self.line, self.column)?;
         } else {
-            write!(f, "{}: ", self.file)?;
+            write!(f, "{file}: ")?;
         }
         if !self.key.is_empty() {
-            write!(f, "`{}`: ", self.key)?;
+            write!(f, "`{}`: ", Escaped(&self.key))?;
         }
-        write!(f, "{}", self.message)?;
+        write!(f, "{}", Escaped(&self.message))?;
         if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
+            write!(f, "\n  hint: {}", Escaped(h))?;
+        }
+        Ok(())
+    }
+}
+
+/// Text with its control characters and bidirectional overrides escaped (`\r`, `\t`,
+/// `\u{1b}`, `\u{202e}`).
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
         }
         Ok(())
     }

@@ -31,6 +31,9 @@ pub struct FilePart {
     pub targets: Vec<Target>,
     /// Where each target's name is, for cross-file duplicate checks: (index, line, column).
     pub target_places: Vec<(usize, usize, usize)>,
+    /// Where each target's resource key is (`service`, `asg_name`, `db_cluster`), for
+    /// cross-file checks that no two targets set one resource: (line, column).
+    pub resource_places: Vec<(usize, usize)>,
     /// Every `poll_every` set, with its place, when the file has no `[global]` table: to
     /// check against the poll interval once the files are merged ([`check_poll_every`]; a
     /// file with `[global]` is checked against its own poll interval).
@@ -287,8 +290,12 @@ struct FileAcc {
     poll_every: Vec<PollEveryPlace>,
     targets: Vec<Target>,
     target_places: Vec<(usize, usize, usize)>,
+    resource_places: Vec<(usize, usize)>,
     /// Target name -> index of the first target with it.
     seen: BTreeMap<String, usize>,
+    /// Resource identity ([`resource_identity`]) -> the first target that sets it: its
+    /// name and the line and column of its resource key.
+    resources: BTreeMap<String, (String, usize, usize)>,
 }
 
 impl FileAcc {
@@ -309,6 +316,7 @@ impl FileAcc {
                 global,
                 targets: self.targets,
                 target_places: self.target_places,
+                resource_places: self.resource_places,
                 poll_every,
             })
         } else {
@@ -417,12 +425,14 @@ fn file_target(ctx: &mut Ctx<'_>, acc: &mut FileAcc, item: &Spanned<DeValue<'_>>
     let path = Path::root().at("target").at(i);
     // Duplicate names are checked on the raw text, so they are found even when the rest of
     // the table does not deserialize.
+    let mut duplicate = false;
     if let Some(name) = item
         .get_ref()
         .get("name")
         .and_then(|n| n.get_ref().as_str())
     {
         if let Some(first) = acc.seen.insert(name.to_string(), i) {
+            duplicate = true;
             ctx.err(
                 &path.at("name"),
                 format!("duplicate target name `{name}`"),
@@ -435,10 +445,79 @@ fn file_target(ctx: &mut Ctx<'_>, acc: &mut FileAcc, item: &Spanned<DeValue<'_>>
     if let Some(raw) = deserialize::<RawTarget>(ctx, item, &path) {
         let (line, col) = ctx.line_col(&ctx.span(&path.at("name")));
         if let Some(t) = validate_target(ctx, &raw, &path) {
+            let (rkey, id, _) = resource_identity(&t.resource);
+            let rpath = path.at(rkey);
+            let (rline, rcol) = ctx.line_col(&ctx.span(&rpath));
+            match acc.resources.get(&id) {
+                // A second definition of one target is reported as that alone.
+                _ if duplicate => {}
+                Some((first, fline, fcol)) => {
+                    let place = format!("{}:{fline}:{fcol}", ctx.map.file);
+                    let (message, hint) = shared_resource(&t, first, &place);
+                    ctx.err(&rpath, message, Some(hint));
+                }
+                None => {
+                    acc.resources.insert(id, (t.name.clone(), rline, rcol));
+                }
+            }
             acc.targets.push(t);
             acc.target_places.push((i, line, col));
+            acc.resource_places.push((rline, rcol));
         }
     }
+}
+
+/// What no two targets may share, the resource whose capacity a target sets: the key that
+/// names it in a `[[target]]` table, its identity (ECS cluster and service names, also when
+/// written as ARNs; the Auto Scaling group name; the Aurora cluster identifier, which RDS
+/// treats without case), and how to name it in a message.
+pub fn resource_identity(r: &Resource) -> (&'static str, String, String) {
+    // `arn:aws:ecs:region:account:cluster/shop` and `.../service/shop/web` name `shop`, `web`.
+    let short = |s: &str| -> String {
+        if s.starts_with("arn:") {
+            s.rsplit('/').next().unwrap_or(s).to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    match r {
+        Resource::EcsService { cluster, service } => {
+            let (c, s) = (short(cluster), short(service));
+            (
+                "service",
+                format!("ecs_service\u{0}{c}\u{0}{s}"),
+                format!("ECS service `{s}` of cluster `{c}`"),
+            )
+        }
+        Resource::Asg { name } => (
+            "asg_name",
+            format!("asg\u{0}{name}"),
+            format!("Auto Scaling group `{name}`"),
+        ),
+        Resource::AuroraReaders { db_cluster, .. } => {
+            let id = db_cluster.to_ascii_lowercase();
+            (
+                "db_cluster",
+                format!("aurora_readers\u{0}{id}"),
+                format!("the readers of Aurora cluster `{db_cluster}`"),
+            )
+        }
+    }
+}
+
+/// The message and hint for target `t` setting a resource that target `first` (its
+/// resource key at `place`, "file:line:column") already sets.
+pub fn shared_resource(t: &Target, first: &str, place: &str) -> (String, String) {
+    let (_, _, what) = resource_identity(&t.resource);
+    (
+        format!(
+            "target `{}` scales {what}, which target `{first}` ({place}) already scales",
+            t.name
+        ),
+        "two targets on one resource overwrite each other's capacity every tick; \
+         put both targets' metrics and policies into one target (the largest proposal wins)"
+            .into(),
+    )
 }
 
 /// Deserializes one table. Each serde error is reported, its key removed and the rest read
@@ -1330,7 +1409,13 @@ fn metrics(
                     );
                 }
                 Some(_) if *input == *me => {
-                    ctx.err(&mp.at("expression"), "the expression reads itself", None);
+                    ctx.err(
+                        &mp.at("expression"),
+                        "the expression reads itself",
+                        Some(format!(
+                            "an expression combines other metrics of the target; `{me}` cannot be one of its own inputs"
+                        )),
+                    );
                 }
                 Some(_) => {}
             }
@@ -1642,7 +1727,10 @@ fn step_policy(ctx: &mut Ctx<'_>, p: &RawPolicy, pp: &Path) -> Option<StepPolicy
             ctx.err(
                 &pp.at("min_adjustment_magnitude"),
                 "min_adjustment_magnitude applies only to percent_change_in_capacity",
-                None,
+                Some(
+                    "set adjustment_type = \"percent_change_in_capacity\" or remove min_adjustment_magnitude"
+                        .into(),
+                ),
             );
             let _ = m;
             None
@@ -2070,7 +2158,11 @@ fn schedules(ctx: &mut Ctx<'_>, raw: &RawTarget, path: &Path, target_max: u32) -
                     "how long each window lasts, e.g. \"10h\"",
                 );
             } else if duration_secs == 0 {
-                ctx.err(&sp.at("duration"), "a window of 0s never applies", None);
+                ctx.err(
+                    &sp.at("duration"),
+                    "a window of 0s never applies",
+                    Some("give how long each window lasts, e.g. \"10h\"".into()),
+                );
             }
             match (cron, tz) {
                 (Some(cron), Some(timezone)) if duration_secs > 0 => Some(ScheduleWhen::cron(

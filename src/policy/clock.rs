@@ -16,6 +16,32 @@ const NANOS: i64 = 1_000_000_000;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Stamp(i64);
 
+/// The earliest instant capstan accepts as a tick's time: 1678-01-01T00:00:00Z. Stamps
+/// saturate before 1677-09-21, where every window and rate-limit period would collapse
+/// onto one instant; the inputs (`capstan decide`, `capstan simulate`) refuse times
+/// outside [`EARLIEST_SECS`, `LATEST_SECS`) instead, with months of margin for windows.
+pub const EARLIEST_SECS: i64 = -9_214_560_000;
+/// The first instant after the accepted range: 2262-01-01T00:00:00Z.
+pub const LATEST_SECS: i64 = 9_214_646_400;
+
+/// `Err` with a message when `t` (Unix seconds) is outside the times capstan accepts.
+pub fn check_time_secs(t: i64) -> Result<(), String> {
+    if (EARLIEST_SECS..LATEST_SECS).contains(&t) {
+        Ok(())
+    } else {
+        Err(format!(
+            "time {} is outside the years 1678 to 2261 that capstan handles",
+            DateTime::from_timestamp(t, 0)
+                .map_or_else(|| format!("{t} (Unix seconds)"), |d| d.to_rfc3339())
+        ))
+    }
+}
+
+/// [`check_time_secs`] for an instant.
+pub fn check_time(t: DateTime<Utc>) -> Result<(), String> {
+    check_time_secs(t.timestamp())
+}
+
 impl Stamp {
     /// The earliest instant a stamp holds (1677-09-21).
     pub const MIN: Stamp = Stamp(i64::MIN);
@@ -112,6 +138,26 @@ mod tests {
         assert_eq!(sa.secs_since(sb), (a - b).num_seconds());
         assert_eq!(sa.to_datetime(), a);
         assert!(sa < sb);
+    }
+
+    #[test]
+    fn the_accepted_range_is_inside_the_stamps_and_named() {
+        let first = DateTime::from_timestamp(EARLIEST_SECS, 0).unwrap();
+        let end = DateTime::from_timestamp(LATEST_SECS, 0).unwrap();
+        assert_eq!(first.to_rfc3339(), "1678-01-01T00:00:00+00:00");
+        assert_eq!(end.to_rfc3339(), "2262-01-01T00:00:00+00:00");
+        assert!(Stamp::MIN < Stamp::from(first) && Stamp::from(end) < Stamp::MAX);
+        assert!(check_time(first).is_ok());
+        assert!(check_time(end - chrono::Duration::seconds(1)).is_ok());
+        let e = check_time(end).unwrap_err();
+        assert!(
+            e.contains("2262-01-01") && e.contains("1678 to 2261"),
+            "{e}"
+        );
+        assert!(check_time_secs(i64::MIN)
+            .unwrap_err()
+            .contains("Unix seconds"));
+        assert!(check_time(first - chrono::Duration::seconds(1)).is_err());
     }
 
     #[test]

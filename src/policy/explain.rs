@@ -204,7 +204,10 @@ pub struct StepLine {
 /// History changes that follow from a tick whether or not its action is carried out.
 #[derive(Clone, Debug, Default)]
 pub struct Update {
-    pub recommendation: u32,
+    /// The unstabilized recommendation the windows remember; `None` on a tick that only
+    /// brought a capacity found outside the bounds to the nearest bound (HPA stores no
+    /// recommendation then either).
+    pub recommendation: Option<u32>,
     pub consecutive_failures: u32,
     pub active: bool,
     /// Step policy name -> breach start (`None` clears it).

@@ -128,11 +128,12 @@ impl History {
                 capacity: d.current,
             });
         }
-        // HPA keeps the unstabilized recommendation.
-        self.recommendations.push(Recommendation {
-            at: now,
-            capacity: u.recommendation,
-        });
+        // HPA keeps the unstabilized recommendation (none on a tick that only corrected a
+        // capacity found outside the bounds).
+        if let Some(capacity) = u.recommendation {
+            self.recommendations
+                .push(Recommendation { at: now, capacity });
+        }
         self.consecutive_failures = u.consecutive_failures;
         if u.active {
             self.last_active = Some(now);

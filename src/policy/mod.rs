@@ -17,8 +17,9 @@
 //!    deployment in progress, cooldowns, warm-up), then rate-limit policies.
 //! 5. **Clamp** to the effective bounds; bounds and floors act at once, as AWS scheduled
 //!    actions do, and are never shaped by rate limits. A capacity outside the bounds is
-//!    brought to the nearest bound alone (even when paused); the policies then act from
-//!    there on the next tick, through the behavior rules.
+//!    brought to the nearest bound alone (even when paused), and that tick's proposals are
+//!    not remembered as a recommendation; the policies then act from there on the next
+//!    tick, through the behavior rules.
 //! 6. **Scale to zero** (KEDA): with min = 0, only after the target was inactive for
 //!    `scale_to_zero_after`, and never on missing data.
 
@@ -29,7 +30,7 @@ mod history;
 mod observation;
 
 pub use behavior::{scale_down_limit, scale_up_limit, stabilize};
-pub use clock::Stamp;
+pub use clock::{check_time, check_time_secs, Stamp, EARLIEST_SECS, LATEST_SECS};
 pub use explain::{
     num, Action, BoundsLine, Decision, Explanation, ForecastLine, MetricLine, Name, Problem,
     ProposalLine, StepLine, Update,
@@ -265,7 +266,7 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
         });
         raw = current;
     }
-    upd.recommendation = raw;
+    upd.recommendation = Some(raw);
 
     // Floors: predictive and fallback join the schedules'.
     if let Some((f, pp, name)) = forecast_floor {
@@ -350,8 +351,11 @@ fn decide_with(target: &Target, obs: &Observation, history: &History, x: bool) -
     };
     if current < lower || current > upper {
         // Bounds act at once and alone: the policies' wishes go through the behavior rules
-        // from the corrected capacity on the next tick.
+        // from the corrected capacity on the next tick, and this tick's proposals are not
+        // remembered (a scale-down window would otherwise hold a wish computed on the
+        // capacity that was out of bounds).
         desired = current.clamp(lower, upper);
+        upd.recommendation = None;
         let what = if current < lower {
             text!(x, "below the effective min {lower}")
         } else {

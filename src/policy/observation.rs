@@ -143,7 +143,17 @@ impl Serialize for Metrics {
 impl<'de> Deserialize<'de> for Metrics {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<String, Option<Sample>>::deserialize(d)?;
-        Ok(map.into_iter().collect())
+        Ok(map.into())
+    }
+}
+
+/// A map's names are unique already: taken over as they are, in linear time (collecting
+/// them would look each name up among the ones before it).
+impl From<BTreeMap<String, Option<Sample>>> for Metrics {
+    fn from(map: BTreeMap<String, Option<Sample>>) -> Self {
+        Metrics {
+            entries: map.into_iter().map(|(n, s)| (n.into(), s)).collect(),
+        }
     }
 }
 
@@ -208,7 +218,14 @@ impl ForecastSeries {
             .reduce(f64::max)
     }
 
+    /// The end of the last bin; the latest instant chrono holds when that lies beyond it
+    /// (a forecast whose bins reach past the year 262143 ends "never").
     pub fn end(&self) -> DateTime<Utc> {
-        self.start + Duration::seconds((self.step_secs as usize * self.values.len()) as i64)
+        let secs = self.step_secs.saturating_mul(self.values.len() as u64);
+        i64::try_from(secs)
+            .ok()
+            .and_then(Duration::try_seconds)
+            .and_then(|d| self.start.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }

@@ -920,6 +920,31 @@ fn predictive_floor_comes_schedule_ahead_early() {
 }
 
 #[test]
+fn a_forecast_with_bins_of_any_length_never_panics() {
+    // A bin of 1e15 s puts the forecast's end past the last year chrono holds (a panic);
+    // one of u64::MAX s overflowed computing it. The core asks for the end when the
+    // forecast has no usable value for now: it starts later, or holds none.
+    let t = predictive_target("forecast_and_scale", "\"honor\"");
+    for (start, step_secs, values) in [
+        (at(86_400 * 365), 1_000_000_000_000_000, vec![400.0]),
+        (at(86_400 * 365), u64::MAX, vec![400.0, 500.0]),
+        (t0(), u64::MAX, vec![f64::NAN, f64::NAN, f64::NAN]),
+    ] {
+        let fc = ForecastSeries {
+            start,
+            step_secs,
+            values,
+        };
+        assert_eq!(fc.end(), DateTime::<Utc>::MAX_UTC);
+        let mut obs = Observation::new(at(60), 3).with("rps", 300.0);
+        obs.forecast = Some(std::sync::Arc::new(fc));
+        let d = decide(&t, &obs, &seen());
+        assert!(d.desired >= 3, "{}", d.reason());
+    }
+    assert_eq!(forecast(&[1.0, 2.0]).end(), at(600));
+}
+
+#[test]
 fn predictive_max_capacity_breach() {
     let mut obs = Observation::new(t0(), 5).with("rps", 500.0);
     obs.forecast = Some(std::sync::Arc::new(forecast(&[1200.0, 1200.0])));
@@ -1209,6 +1234,30 @@ fn current_outside_bounds_is_corrected_at_once() {
         decide(&t, &Observation::new(t0(), 500).with("cpu", 70.0), &seen()).desired,
         100
     );
+}
+
+#[test]
+fn a_clamp_tick_is_not_remembered_as_a_recommendation() {
+    // Max 10, found at 12 with CPU at twice its target: the policies would want 24, but the
+    // tick only sets 10. HPA stores no recommendation on such a tick, so when CPU then asks
+    // for 6 the scale-down window holds nothing above it.
+    let t = target(&CPU_70.replace("max = 100", "max = 10"));
+    let mut h = seen();
+    let d = decide(&t, &Observation::new(t0(), 12).with("cpu", 140.0), &h);
+    assert_eq!(d.desired, 10, "{}", d.reason());
+    assert_eq!(d.update.recommendation, None);
+    h.record(&t, &d, true);
+    assert!(
+        h.recommendations.iter().all(|r| r.capacity <= 10),
+        "{:?}",
+        h.recommendations
+    );
+    // ceil(10 x 42 / 70) = 6, 15 s later: inside the 300 s scale-down window.
+    let d = decide(&t, &Observation::new(at(15), 10).with("cpu", 42.0), &h);
+    assert_eq!(d.desired, 6, "{}", d.reason());
+    // A tick within the bounds is remembered as before.
+    let d = decide(&t, &Observation::new(at(15), 10).with("cpu", 42.0), &seen());
+    assert_eq!(d.update.recommendation, Some(6));
 }
 
 #[test]

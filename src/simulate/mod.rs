@@ -163,6 +163,29 @@ pub fn controller(
     })
 }
 
+/// The most ticks (or metric periods) one replay runs: about 4.8 years at a 15 s poll
+/// interval. The replay keeps every tick, so a longer one would fill memory (a two-row
+/// trace spanning centuries asked for 19.7 GB).
+pub const MAX_TICKS: u64 = 10_000_000;
+
+/// Refuses a trace longer than [`MAX_TICKS`] ticks of `interval_secs` or metric periods of
+/// `period_secs`, before anything is allocated for it.
+pub fn check_length(trace: &Trace, interval_secs: u64, period_secs: u64) -> Result<(), String> {
+    let step = interval_secs.min(period_secs).max(1);
+    let span = trace.end().saturating_sub(trace.start()).max(0) as u64;
+    let steps = span / step;
+    if steps <= MAX_TICKS {
+        return Ok(());
+    }
+    Err(format!(
+        "the trace spans {} (from {} to the end of its last bin, {}): at one tick or metric period every {}, that is {steps} steps, more than the {MAX_TICKS} a replay runs\n  hint: replay a shorter part of the trace, or pass a longer --poll-interval and --metric-period",
+        crate::config::duration::format_secs(span),
+        trace.format_time(trace.start()),
+        trace.format_time(trace.end()),
+        crate::config::duration::format_secs(step),
+    ))
+}
+
 /// Replays `trace` for `target` with `opts`. `progress` gets the share done now and then.
 pub fn simulate(
     target: &Target,
@@ -179,6 +202,7 @@ pub fn simulate(
         ));
     }
     let (mut ctl, name) = controller(target, plans, trace, opts)?;
+    check_length(trace, ctl.interval_secs(), s.metric_period_secs)?;
     let mut initial = opts.initial.unwrap_or(target.min);
     if opts.baseline == Some(Baseline::Hpa) {
         initial = initial.max(1);

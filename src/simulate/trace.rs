@@ -31,6 +31,15 @@ impl Trace {
                 "a trace needs at least two rows (the bin length is read from them)".into(),
             );
         }
+        // Inside the years the decision core handles, so no difference below overflows.
+        if let Some((i, b)) = bins
+            .iter()
+            .enumerate()
+            .find(|(_, b)| crate::policy::check_time_secs(b.start).is_err())
+        {
+            let e = crate::policy::check_time_secs(b.start).unwrap_err();
+            return Err(format!("row {}: {e}", i + 2));
+        }
         let mut bin = i64::MAX;
         for (i, w) in bins.windows(2).enumerate() {
             let d = w[1].start - w[0].start;
@@ -83,6 +92,7 @@ impl Trace {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             let at = |j: usize| fields.get(j).copied().unwrap_or("");
             let (start, off) = parse_timestamp(at(ti))
+                .and_then(|(t, off)| crate::policy::check_time_secs(t).map(|()| (t, off)))
                 .map_err(|e| format!("{source}:{}: timestamp: {e}", i + 1))?;
             let count: f64 = at(ci)
                 .parse()
