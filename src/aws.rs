@@ -78,6 +78,48 @@ pub async fn sdk_config(s: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// Resolves credentials once through the configured provider (the standard chain unless
+/// set otherwise), so that a chain that cannot work stops the start with its reason rather
+/// than a daemon that runs and never acts. `Err` when no source of the chain has
+/// credentials or one is configured in a way this build cannot use (a profile for a
+/// credential source it lacks, a malformed profile); `Ok(Some(warning))` when the answer
+/// did not come (a timeout, an unreachable endpoint): the ticks retry it.
+pub async fn check_credentials(
+    sdk: &SdkConfig,
+    timeout: Duration,
+) -> Result<Option<String>, String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::ProvideCredentials as _;
+    use aws_smithy_types::error::display::DisplayErrorContext;
+
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err("no AWS credentials provider is configured".into());
+    };
+    match tokio::time::timeout(timeout, provider.provide_credentials()).await {
+        Err(_) => Ok(Some(format!(
+            "AWS credentials not resolved within {timeout:?}; retrying with each call"
+        ))),
+        Ok(Ok(_)) => Ok(None),
+        Ok(Err(e)) => {
+            let detail = DisplayErrorContext(&e).to_string();
+            match e {
+                CredentialsError::CredentialsNotLoaded(_) => Err(format!(
+                    "no AWS credentials: no source of the standard chain has any (environment \
+                     AWS_ACCESS_KEY_ID, the shared config and credentials files with \
+                     AWS_PROFILE, a web identity token, ECS container credentials, the EC2 \
+                     instance profile): {detail}"
+                )),
+                CredentialsError::InvalidConfiguration(_) => Err(format!(
+                    "the AWS credentials configuration cannot be used: {detail}"
+                )),
+                _ => Ok(Some(format!(
+                    "AWS credentials not resolved yet, retrying with each call: {detail}"
+                ))),
+            }
+        }
+    }
+}
+
 /// What kind of failure an AWS call ended in, after the SDK's own retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

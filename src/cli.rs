@@ -434,41 +434,56 @@ impl Cli {
     }
 }
 
-/// SDK log targets that print credentials at debug or trace level.
+/// SDK log targets that print credentials: the profile provider logs the resolved
+/// credentials (their access key id; the secret and session token are redacted) at info,
+/// and these targets print credentials and signing parameters at debug and trace.
 const SDK_CREDENTIAL_TARGETS: &[&str] = &[
     "aws_smithy_runtime",
     "aws_sigv4",
     "aws_credential_types",
     "aws_config",
+    "aws_runtime",
 ];
 
-/// Starts logging to standard error: JSON lines or readable text.
+/// Whether an event is kept: below warn, nothing of [`SDK_CREDENTIAL_TARGETS`], whatever
+/// `CAPSTAN_LOG` asks (a directive naming a module of theirs included).
+pub fn log_event_allowed(target: &str, level: &tracing::Level) -> bool {
+    *level <= tracing::Level::WARN
+        || !SDK_CREDENTIAL_TARGETS.iter().any(|t| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// Starts logging to standard error: JSON lines or readable text. Every line passes
+/// [`crate::http::redact::redact`] on its way out, as a safety net for credentials that
+/// other code might log.
 pub fn init_logging(format: &str, default_level: &str) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| default_level.into());
-    // At debug and trace level the SDK prints the resolved credentials (the access key id;
-    // the secret and session token are redacted) and the signing parameters: these targets
-    // never go below info, whatever CAPSTAN_LOG asks.
-    for quiet in SDK_CREDENTIAL_TARGETS {
-        if let Ok(d) = format!("{quiet}=info").parse() {
-            filter = filter.add_directive(d);
-        }
-    }
+    let quiet_sdk =
+        tracing_subscriber::filter::filter_fn(|m| log_event_allowed(m.target(), m.level()));
     let json = match format {
         "json" => true,
         "text" => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let writer = || crate::http::redact::Redacting(std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder
+        let layer = layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init();
+            .with_filter(quiet_sdk);
+        registry.with(layer).init();
     } else {
-        builder.init();
+        registry.with(layer.with_filter(quiet_sdk)).init();
     }
 }

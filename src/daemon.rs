@@ -63,6 +63,15 @@ pub async fn serve(paths: Vec<PathBuf>, opts: RunOptions) -> i32 {
         ..AwsSettings::default()
     })
     .await;
+    match crate::aws::check_credentials(&sdk, Duration::from_secs(30)).await {
+        Ok(None) => {}
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(e) => {
+            eprintln!("error: {}", crate::http::redact::redact(&e));
+            eprintln!("  hint: give capstan credentials through one source of the standard AWS chain (for ECS, the task role)");
+            return 1;
+        }
+    }
     let sources = AwsSources::new(&sdk);
     let actuators = AwsActuators::new(&sdk);
     let dry_run = opts.dry_run || cfg.global.dry_run;

@@ -157,10 +157,17 @@ async fn idle_connections_time_out_and_their_number_is_limited() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    // One more client waits for a slot: served once the idle ones have timed out.
-    let r = call(move || get(addr, "/healthz")).await;
-    let waited = started.elapsed();
-    assert_eq!(r.status, 200);
+    // Liveness is answered at once; the other endpoints are busy until the idle ones
+    // have timed out.
+    assert_eq!(call(move || get(addr, "/healthz")).await.status, 200);
+    assert_eq!(call(move || get(addr, "/metrics")).await.status, 503);
+    let waited = call(move || loop {
+        if get(addr, "/metrics").status == 200 {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    })
+    .await;
     assert!(
         waited >= http::HEADER_TIMEOUT - Duration::from_secs(1)
             && waited < http::HEADER_TIMEOUT + Duration::from_secs(10),
@@ -174,6 +181,76 @@ async fn idle_connections_time_out_and_their_number_is_limited() {
             s.read_to_end(&mut buf)
                 .expect("closed by the server, not timed out");
         }
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+/// Opens `n` connections that each pipeline requests for `path` and never read.
+fn non_readers(addr: SocketAddr, n: usize, path: &str) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(2000);
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_nonblocking(true).unwrap();
+            // As much as the socket takes; the rest is never sent.
+            let _ = s.write(req.as_bytes());
+            s
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_is_answered_while_clients_that_never_read_hold_every_connection() {
+    let (addr, stop, task) = server().await;
+    call(move || {
+        let hogs = non_readers(addr, http::MAX_CONNECTIONS + 6, "/metrics");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // The container's health check: answered, not left in the backlog behind them.
+        let url = format!("http://{addr}/healthz");
+        let t = std::time::Instant::now();
+        capstan::ops::healthcheck::check(&url, std::time::Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("healthcheck failed while the slots are held: {e}"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        // The other endpoints say they are busy meanwhile.
+        let r = get(addr, "/metrics");
+        assert_eq!(r.status, 503, "{r:?}");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(get(addr, "/healthz").status, 200);
+        drop(hogs);
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_dropped() {
+    use std::time::{Duration, Instant};
+    let (addr, stop, task) = server().await;
+    call(move || {
+        // Far more answers than the socket buffers hold: the server's writes stall.
+        let hogs = non_readers(addr, http::MAX_CONNECTIONS, "/metrics");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(get(addr, "/metrics").status, 503);
+        let started = Instant::now();
+        // The slots come back once the stalled writes time out, while the clients still
+        // hold their sockets open (not at the 60 s connection limit).
+        loop {
+            if get(addr, "/metrics").status == 200 {
+                break;
+            }
+            assert!(
+                started.elapsed()
+                    < (http::WRITE_STALL_TIMEOUT + Duration::from_secs(10))
+                        .min(http::CONNECTION_TIMEOUT / 2),
+                "the non-reading clients still hold the slots"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(hogs);
     })
     .await;
     stop.send(()).unwrap();

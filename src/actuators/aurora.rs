@@ -259,32 +259,40 @@ fn cluster_filter(ids: &[&str]) -> Filter {
         .build()
 }
 
-/// `DescribeDBClusters` filtered by identifier: clusters that do not exist are absent.
+/// `DescribeDBClusters` by identifier, one cluster a call (so that IAM can grant it on the
+/// cluster's ARN rather than `cluster:*`): clusters that do not exist are absent.
 pub(crate) async fn describe_clusters(
     client: &Client,
     ids: &[&str],
 ) -> Result<Vec<ClusterView>, AwsError> {
     let mut clusters = Vec::new();
-    for chunk in ids.chunks(100) {
-        let mut marker: Option<String> = None;
-        loop {
-            let out = client
-                .describe_db_clusters()
-                .filters(cluster_filter(chunk))
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    aws_error!(aws_sdk_rds, e, "rds", "DescribeDBClusters", chunk.join(","))
-                })?;
-            clusters.extend(out.db_clusters().iter().map(ClusterView::from_sdk));
-            match out.marker() {
-                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
-                _ => break,
-            }
+    // At most 16 calls in flight, as for the other batched reads.
+    for chunk in ids.chunks(16) {
+        let calls = chunk.iter().map(|id| describe_cluster(client, id));
+        for r in crate::util::join_all(calls).await {
+            clusters.extend(r?);
         }
     }
     Ok(clusters)
+}
+
+async fn describe_cluster(client: &Client, id: &str) -> Result<Option<ClusterView>, AwsError> {
+    match client
+        .describe_db_clusters()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.db_clusters().first().map(ClusterView::from_sdk)),
+        Err(e) => {
+            let e = aws_error!(aws_sdk_rds, e, "rds", "DescribeDBClusters", id);
+            if e.class == ErrorClass::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// `DescribeDBInstances` of every instance in the given clusters.

@@ -30,7 +30,7 @@
 
 mod alb;
 mod asg;
-mod aurora;
+pub(crate) mod aurora;
 mod conflicts;
 mod ecs;
 

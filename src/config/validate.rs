@@ -676,6 +676,16 @@ fn validate_global(ctx: &mut Ctx<'_>, raw: &RawGlobal, path: &Path) -> Global {
             g.lease.table = t.clone();
         }
         if let Some(n) = &l.name {
+            if n.is_empty() || n.contains('#') {
+                // The table's keys are `lease#<name>` and `history#<name>#<target>`, and
+                // the IAM policy grants `history#<name>#*`: a `#` in a name would let one
+                // deployment reach another's items.
+                ctx.err(
+                    &lp.at("name"),
+                    format!("lease name `{n}` is empty or holds `#`, which separates the parts of the lease table's keys"),
+                    Some("name the deployment with letters, digits, `-`, `_` or `.`".into()),
+                );
+            }
             g.lease.name = n.clone();
         }
         g.lease.duration_secs = ctx.duration(&l.duration, &lp.at("duration"), 30);
@@ -2452,6 +2462,24 @@ mod split_tests {
             "{split} of {} files split",
             files.len()
         );
+    }
+
+    #[test]
+    fn a_lease_name_cannot_hold_the_key_separator() {
+        let cfg = |name: &str| {
+            format!("[global.lease]\nenabled = true\nname = \"{name}\"\n[[target]]\nname = \"a\"\nkind = \"ecs_service\"\ncluster = \"c\"\nservice = \"a\"\nmin = 1\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 60\n")
+        };
+        assert!(crate::config::from_str("t.toml", &cfg("shop-eu.1")).is_ok());
+        for bad in ["shop#eu", ""] {
+            let d = crate::config::from_str("t.toml", &cfg(bad)).unwrap_err();
+            let text = d[0].to_string();
+            assert!(text.starts_with("t.toml:3:"), "{text}");
+            assert!(
+                text.contains("global.lease.name") && text.contains('#'),
+                "{text}"
+            );
+            assert!(text.contains("hint:"), "{text}");
+        }
     }
 
     #[test]

@@ -773,7 +773,9 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
     } else if outcome.is_some() {
         tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason(), "decision");
     } else if all {
-        tracing::debug!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, reason = %d.reason(), "decision");
+        // `--log-all` asks for every decision at the default level (info), not only when
+        // debug logging is on.
+        tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason(), "decision");
     }
 }
 

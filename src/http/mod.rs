@@ -10,7 +10,9 @@
 //! - `/`: the status page ([`page`]).
 //!
 //! Only GET and HEAD are served (others get 405 with `Allow`), a request with a body gets
-//! 413, unknown paths 404; connections are limited in number, head size and time
+//! 413, unknown paths 404; connections are limited in number, head size and time, a peer
+//! that does not read what it is sent is dropped, and a few connections are kept for
+//! `/healthz` alone so that liveness cannot be starved by clients of the other endpoints
 //! ([`serve`]). Responses are bounded by the number of targets and metrics in
 //! the config and by the bounded logs of [`status`]. Every string in `/v1/*` and on the
 //! page passes [`redact::redact`], so credentials never appear.
@@ -67,8 +69,17 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Connections served at once; further clients wait in the listen backlog.
+/// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections kept for liveness: while all [`MAX_CONNECTIONS`] are taken, a new one is
+/// served from these, with `/healthz` answered and every other path `503`, one request
+/// each, [`LIVENESS_TIMEOUT`] in all. With these taken too, a new connection is closed.
+pub const LIVENESS_CONNECTIONS: usize = 8;
+/// Time a connection kept for liveness has to send its request and take the answer.
+pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a write may wait for the peer to read (a client that pipelines requests and
+/// never reads the answers): then the connection is dropped.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send its request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection stays open, keep-alive included (then it is closed gracefully).
@@ -78,26 +89,23 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Serves until `shutdown` completes, then closes idle connections, lets requests in
 /// flight finish (5 s at most) and returns. HTTP/1.1 only; at most [`MAX_CONNECTIONS`]
-/// connections, each with [`HEADER_TIMEOUT`] to send its request head and
-/// [`CONNECTION_TIMEOUT`] in all.
+/// connections, each with [`HEADER_TIMEOUT`] to send its request head, [`CONNECTION_TIMEOUT`]
+/// in all and [`WRITE_STALL_TIMEOUT`] for any write; beyond them, [`LIVENESS_CONNECTIONS`]
+/// that answer only `/healthz`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: Arc<Status>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(status);
+    let liveness_app = liveness_router();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let spare = Arc::new(Semaphore::new(LIVENESS_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // A slot first, so clients beyond the limit wait in the backlog.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
+        // Every connection is taken at once (none waits in the backlog behind clients
+        // that hold the slots), then served in full, for liveness only, or closed.
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
@@ -110,33 +118,167 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(app.clone());
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop.wait_for(|s| *s) => {}
-                _ = tokio::time::sleep(CONNECTION_TIMEOUT) => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        });
+        let io = TokioIo::new(WriteDeadline::new(stream, WRITE_STALL_TIMEOUT));
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            let service = TowerToHyperService::new(app.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    .serve_connection(io, service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = tokio::time::sleep(CONNECTION_TIMEOUT) => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            });
+        } else if let Ok(permit) = spare.clone().try_acquire_owned() {
+            let service = TowerToHyperService::new(liveness_app.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(LIVENESS_TIMEOUT)
+                    .keep_alive(false)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    .serve_connection(io, service);
+                let _ = tokio::time::timeout(LIVENESS_TIMEOUT, conn).await;
+            });
+        }
+        // Else the stream is dropped: closed at once.
     }
     let _ = stop_tx.send(true);
     // Every slot back: all connections closed (or the 5 s they had are over).
-    let _ = tokio::time::timeout(
-        Duration::from_secs(6),
-        slots.acquire_many(MAX_CONNECTIONS as u32),
-    )
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        let _ = slots.acquire_many(MAX_CONNECTIONS as u32).await;
+        let _ = spare.acquire_many(LIVENESS_CONNECTIONS as u32).await;
+    })
     .await;
     Ok(())
+}
+
+/// The router of connections kept for liveness: `/healthz`, else `503`.
+fn liveness_router() -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(busy)
+        .layer(middleware::from_fn(guard))
+}
+
+async fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "busy: every connection is taken; only /healthz is answered now\n",
+    )
+        .into_response()
+}
+
+/// A stream whose writes fail once one has waited `limit` for the peer to read: a client
+/// that pipelines requests and never reads the answers cannot hold its connection.
+struct WriteDeadline<T> {
+    io: T,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes a ready write on (and forgets the stall); a pending one waits at most
+    /// `limit` from when it first could not proceed.
+    fn check<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        match r {
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the peer does not read",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.check(cx, r)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.check(cx, r)
+    }
 }
 
 /// Refuses request bodies (the endpoints are read-only) and marks every response as not

@@ -153,6 +153,22 @@ pub fn redact_json(v: &mut serde_json::Value) {
     }
 }
 
+/// A writer that redacts what passes through it (the log output): each write is one
+/// formatted log line.
+pub struct Redacting<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +216,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(v["n"], 3);
+    }
+
+    #[test]
+    fn the_log_writer_masks_key_ids_in_each_line() {
+        use std::io::Write;
+        let mut w = Redacting(Vec::new());
+        let line = b"INFO aws_config: loaded creds=Credentials { access_key_id: \"AKIAFAKEKEYID0000001\" }\n";
+        w.write_all(line).unwrap();
+        let out = String::from_utf8(w.0).unwrap();
+        assert!(!out.contains("AKIAFAKEKEYID0000001"), "{out}");
+        assert!(
+            out.starts_with("INFO aws_config: loaded creds=") && out.ends_with("}\n"),
+            "{out}"
+        );
     }
 }

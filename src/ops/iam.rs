@@ -19,10 +19,16 @@
 //!   `application-autoscaling:Describe*` and `RegisterScalableTarget` (its resource type is
 //!   the scalable target's ARN, whose id AWS generates, so it cannot be named in advance).
 //!
-//! RDS `Describe*` calls filter by cluster rather than naming an instance, so they are
-//! evaluated against `cluster:*` / `db:*` of the account and region. Instances capstan
-//! creates are named `<reader_prefix>-N` and tagged `capstan:managed = true`; deletion is
-//! allowed only for such names with that tag. An Auto Scaling group drains from every target
+//! `DescribeDBClusters` names its cluster (one call per cluster), so it is granted on the
+//! cluster's ARN; `DescribeDBInstances` filters by cluster rather than naming an instance,
+//! so it is evaluated against `db:*` of the account and region. Instances capstan creates
+//! are named `<reader_prefix>-N` and tagged `capstan:managed = true` and
+//! `capstan:target = <target>`: creating is allowed only for such names with exactly these
+//! tags (`aws:RequestTag/...`, `aws:TagKeys`) and, with `reader_instance_class` set, only of
+//! that class (`rds:DatabaseClass`); deleting only for such names carrying both tags
+//! (`aws:ResourceTag/...`). The lease table's items are limited to this deployment's keys
+//! (`dynamodb:LeadingKeys`), so deployments sharing a table cannot write each other's
+//! lease or histories. An Auto Scaling group drains from every target
 //! group attached to it (known only at run time): with `alb_target_group` set, registering
 //! and deregistering is allowed on that group only, otherwise on any target group of the
 //! account and region.
@@ -34,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::actuators::aurora::{MANAGED_TAG, TARGET_TAG};
 use crate::config::{Config, MetricSource, MetricsSink, Resource};
 use crate::sources::sqs::is_url;
 
@@ -74,13 +81,36 @@ pub fn sub_escape(s: &str) -> String {
     s.replace("${", "${!")
 }
 
-/// One permission: an action on a resource, under an optional condition.
+/// The conditions of a grant: (operator, key, values), sorted; all must hold. Empty for
+/// none.
+type Cond = Vec<(&'static str, String, Vec<String>)>;
+
+/// One permission: an action on a resource, under conditions.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Grant {
     action: &'static str,
     resource: String,
-    /// (operator, key, value)
-    condition: Option<(&'static str, String, String)>,
+    condition: Cond,
+}
+
+fn cond(mut c: Cond) -> Cond {
+    c.sort();
+    c
+}
+
+/// Escapes the characters IAM's `StringLike` reads as wildcards or variables in a literal
+/// part of a pattern (`*`, `?`, `$` become `${*}`, `${?}`, `${$}`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '*' => out.push_str("${*}"),
+            '?' => out.push_str("${?}"),
+            '$' => out.push_str("${$}"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Every permission the daemon needs for this config. `escape` applies to names taken from
@@ -148,26 +178,64 @@ fn grants(cfg: &Config, scope: &ArnScope, escape: &dyn Fn(&str) -> String) -> BT
             Resource::AuroraReaders {
                 db_cluster,
                 reader_prefix,
-                ..
+                instance_class,
             } => {
                 let cluster = scope.arn("rds", &format!("cluster:{}", escape(db_cluster)));
                 let readers = scope.arn("rds", &format!("db:{}-*", escape(reader_prefix)));
-                add(
-                    &mut out,
-                    "rds:DescribeDBClusters",
-                    scope.arn("rds", "cluster:*"),
-                );
+                // Described by identifier, one cluster a call, so the cluster can be named.
+                add(&mut out, "rds:DescribeDBClusters", cluster.clone());
                 add(
                     &mut out,
                     "rds:DescribeDBInstances",
                     scope.arn("rds", "db:*"),
                 );
-                add(&mut out, "rds:CreateDBInstance", readers.clone());
+                // A new reader carries exactly capstan's two tags, for this target.
+                let request_tags = || {
+                    vec![
+                        (
+                            "StringEquals",
+                            format!("aws:RequestTag/{MANAGED_TAG}"),
+                            vec!["true".to_string()],
+                        ),
+                        (
+                            "StringEquals",
+                            format!("aws:RequestTag/{TARGET_TAG}"),
+                            vec![escape(&t.name)],
+                        ),
+                        (
+                            "ForAllValues:StringEquals",
+                            "aws:TagKeys".to_string(),
+                            vec![MANAGED_TAG.to_string(), TARGET_TAG.to_string()],
+                        ),
+                    ]
+                };
+                // The instance itself: named with the prefix, tagged, and of the configured
+                // class (without one a reader takes the writer's class, unknown here).
+                let mut create = request_tags();
+                if let Some(class) = instance_class {
+                    create.push((
+                        "StringEquals",
+                        "rds:DatabaseClass".to_string(),
+                        vec![escape(class)],
+                    ));
+                }
+                out.insert(Grant {
+                    action: "rds:CreateDBInstance",
+                    resource: readers.clone(),
+                    condition: cond(create),
+                });
+                // The resources it is created in (the request's tags and class are the
+                // instance's; these are only named).
                 add(&mut out, "rds:CreateDBInstance", cluster);
                 for group in ["pg:*", "og:*", "subgrp:*"] {
                     add(&mut out, "rds:CreateDBInstance", scope.arn("rds", group));
                 }
-                add(&mut out, "rds:AddTagsToResource", readers.clone());
+                // Tagging on create is authorized as AddTagsToResource with the same tags.
+                out.insert(Grant {
+                    action: "rds:AddTagsToResource",
+                    resource: readers.clone(),
+                    condition: cond(request_tags()),
+                });
                 aas_reads(&mut out);
                 if takeover(t) {
                     add(
@@ -176,40 +244,36 @@ fn grants(cfg: &Config, scope: &ArnScope, escape: &dyn Fn(&str) -> String) -> BT
                         any(),
                     );
                 }
+                // Only readers capstan created for this target.
                 out.insert(Grant {
                     action: "rds:DeleteDBInstance",
                     resource: readers,
-                    condition: Some((
-                        "StringEquals",
-                        "rds:db-tag/capstan:managed".into(),
-                        "true".into(),
-                    )),
+                    condition: cond(vec![
+                        (
+                            "StringEquals",
+                            format!("aws:ResourceTag/{MANAGED_TAG}"),
+                            vec!["true".to_string()],
+                        ),
+                        (
+                            "StringEquals",
+                            format!("aws:ResourceTag/{TARGET_TAG}"),
+                            vec![escape(&t.name)],
+                        ),
+                    ]),
                 });
             }
         }
         for m in &t.metrics {
             match &m.source {
                 MetricSource::Cloudwatch { .. } | MetricSource::Expression { .. } => {
-                    out.insert(Grant {
-                        action: "cloudwatch:GetMetricData",
-                        resource: any(),
-                        condition: None,
-                    });
+                    add(&mut out, "cloudwatch:GetMetricData", any());
                 }
                 MetricSource::Sqs { queue, .. } => {
                     let arn = queue_arn(queue, scope, escape);
                     if !is_url(queue) {
-                        out.insert(Grant {
-                            action: "sqs:GetQueueUrl",
-                            resource: arn.clone(),
-                            condition: None,
-                        });
+                        add(&mut out, "sqs:GetQueueUrl", arn.clone());
                     }
-                    out.insert(Grant {
-                        action: "sqs:GetQueueAttributes",
-                        resource: arn,
-                        condition: None,
-                    });
+                    add(&mut out, "sqs:GetQueueAttributes", arn);
                 }
             }
         }
@@ -219,6 +283,15 @@ fn grants(cfg: &Config, scope: &ArnScope, escape: &dyn Fn(&str) -> String) -> BT
             "dynamodb",
             &format!("table/{}", escape(&cfg.global.lease.table)),
         );
+        // Only this deployment's items of a table other deployments may share: its lease
+        // (`lease#<name>`, each shard's `lease#<name>-shard-<i>-of-<n>`) and its histories
+        // (`history#<name>#<target>`; see controller::lease and controller::state).
+        let name = like_escape(&cfg.global.lease.name);
+        let lease_key = match &cfg.global.shard {
+            Some(s) => format!("lease#{name}-shard-*-of-{}", s.count),
+            None => format!("lease#{name}"),
+        };
+        let keys = vec![escape(&lease_key), escape(&format!("history#{name}#*"))];
         for action in [
             "dynamodb:GetItem",
             "dynamodb:PutItem",
@@ -227,7 +300,11 @@ fn grants(cfg: &Config, scope: &ArnScope, escape: &dyn Fn(&str) -> String) -> BT
             out.insert(Grant {
                 action,
                 resource: table.clone(),
-                condition: None,
+                condition: vec![(
+                    "ForAllValues:StringLike",
+                    "dynamodb:LeadingKeys".to_string(),
+                    keys.clone(),
+                )],
             });
         }
     }
@@ -235,11 +312,11 @@ fn grants(cfg: &Config, scope: &ArnScope, escape: &dyn Fn(&str) -> String) -> BT
         out.insert(Grant {
             action: "cloudwatch:PutMetricData",
             resource: any(),
-            condition: Some((
+            condition: vec![(
                 "StringEquals",
                 "cloudwatch:namespace".into(),
-                escape(&cfg.global.metrics_namespace),
-            )),
+                vec![escape(&cfg.global.metrics_namespace)],
+            )],
         });
     }
     out
@@ -249,7 +326,7 @@ fn add(out: &mut BTreeSet<Grant>, action: &'static str, resource: String) {
     out.insert(Grant {
         action,
         resource,
-        condition: None,
+        condition: Vec::new(),
     });
 }
 
@@ -310,7 +387,6 @@ fn wrap_subs(v: Value) -> Value {
 
 fn document(grants: BTreeSet<Grant>) -> Value {
     // action -> (condition, resources)
-    type Cond = Option<(&'static str, String, String)>;
     let mut per_action: BTreeMap<(&'static str, Cond), BTreeSet<String>> = BTreeMap::new();
     for g in grants {
         per_action
@@ -334,8 +410,21 @@ fn document(grants: BTreeSet<Grant>) -> Value {
                 "Action": actions,
                 "Resource": if resources.len() == 1 { json!(resources[0]) } else { json!(resources) },
             });
-            if let Some((op, key, value)) = cond {
-                s["Condition"] = json!({ op: { key: value } });
+            if !cond.is_empty() {
+                let mut c = serde_json::Map::new();
+                for (op, key, values) in cond {
+                    let value = if values.len() == 1 {
+                        json!(values[0])
+                    } else {
+                        json!(values)
+                    };
+                    c.entry(op)
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                        .expect("an operator holds an object")
+                        .insert(key, value);
+                }
+                s["Condition"] = Value::Object(c);
             }
             s
         })
@@ -516,7 +605,7 @@ mod tests {
         let rds = |r: &str| format!("arn:aws:rds:us-east-1:123456789012:{r}");
         let readers = rds("db:catalog-capstan-*");
         let mut want: BTreeMap<String, BTreeSet<String>> = [
-            ("rds:DescribeDBClusters", vec![rds("cluster:*")]),
+            ("rds:DescribeDBClusters", vec![rds("cluster:catalog")]),
             ("rds:DescribeDBInstances", vec![rds("db:*")]),
             (
                 "rds:CreateDBInstance",
@@ -547,7 +636,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             delete["Condition"],
-            json!({"StringEquals": {"rds:db-tag/capstan:managed": "true"}})
+            json!({"StringEquals": {
+                "aws:ResourceTag/capstan:managed": "true",
+                "aws:ResourceTag/capstan:target": "db",
+            }})
         );
         // Take-over adds exactly RegisterScalableTarget.
         let plain = policy_of(&format!("{OFF}[[target]]\nname = \"db\"\nkind = \"aurora_readers\"\ndb_cluster = \"catalog\"\nmin = 1\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"aurora_reader_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 70\n"));
@@ -568,6 +660,131 @@ mod tests {
         let text = doc.to_string();
         assert!(text.contains(r#"{"Fn::Sub":"arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/odd${!name}"}"#), "{text}");
         assert!(text.contains(r#""Resource":"*""#));
+    }
+
+    /// The statements granting `action` on `resource`.
+    fn statements_for<'a>(doc: &'a Value, action: &str, resource: &str) -> Vec<&'a Value> {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"].as_array().unwrap().iter().any(|a| a == action))
+            .filter(|s| match &s["Resource"] {
+                Value::Array(rs) => rs.iter().any(|r| r == resource),
+                r => r == resource,
+            })
+            .collect()
+    }
+
+    fn aurora(class: &str) -> Config {
+        config::from_str("t.toml", &format!("{OFF}[[target]]\nname = \"db\"\nkind = \"aurora_readers\"\ndb_cluster = \"catalog\"\nreader_prefix = \"catalog-capstan\"\n{class}min = 1\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"aurora_reader_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 70\n")).unwrap()
+    }
+
+    #[test]
+    fn new_readers_only_of_the_configured_class_and_with_capstans_tags() {
+        let readers = "arn:aws:rds:us-east-1:123456789012:db:catalog-capstan-*";
+        let tags = json!({
+            "aws:RequestTag/capstan:managed": "true",
+            "aws:RequestTag/capstan:target": "db",
+        });
+        let keys = json!({"aws:TagKeys": ["capstan:managed", "capstan:target"]});
+        let doc = policy(
+            &aurora("reader_instance_class = \"db.r6g.large\"\n"),
+            &scope(),
+        );
+        let create = statements_for(&doc, "rds:CreateDBInstance", readers);
+        assert_eq!(create.len(), 1, "{create:?}");
+        let mut want = tags.clone();
+        want["rds:DatabaseClass"] = json!("db.r6g.large");
+        assert_eq!(
+            create[0]["Condition"],
+            json!({"StringEquals": want, "ForAllValues:StringEquals": keys}),
+            "{:#}",
+            create[0]
+        );
+        // The instance is the only resource under that condition: the cluster and the
+        // groups it is created in are not instances and carry no class or tags.
+        assert_eq!(create[0]["Resource"], json!(readers));
+        // Tagging on create is authorized separately, with the same tags.
+        let tag = statements_for(&doc, "rds:AddTagsToResource", readers);
+        assert_eq!(tag.len(), 1);
+        assert_eq!(
+            tag[0]["Condition"],
+            json!({"StringEquals": tags, "ForAllValues:StringEquals": keys})
+        );
+        // No statement grants either action on the instances without these conditions.
+        for s in doc["Statement"].as_array().unwrap() {
+            let acts = s["Action"].as_array().unwrap();
+            if acts.iter().any(|a| a.as_str().unwrap().starts_with("rds:"))
+                && s["Resource"].to_string().contains(":db:")
+            {
+                assert!(
+                    s.get("Condition").is_some() || acts == &[json!("rds:DescribeDBInstances")],
+                    "{s:#}"
+                );
+            }
+        }
+        // Without a configured class a reader takes the writer's class, which the policy
+        // cannot know: tags only.
+        let doc = policy(&aurora(""), &scope());
+        let create = statements_for(&doc, "rds:CreateDBInstance", readers);
+        assert_eq!(
+            create[0]["Condition"],
+            json!({"StringEquals": tags, "ForAllValues:StringEquals": keys})
+        );
+        // The cluster is described by name.
+        let d = statements_for(
+            &doc,
+            "rds:DescribeDBClusters",
+            "arn:aws:rds:us-east-1:123456789012:cluster:catalog",
+        );
+        assert_eq!(d.len(), 1);
+        assert!(!doc.to_string().contains("cluster:*"));
+    }
+
+    fn lease_config(global: &str) -> Config {
+        config::from_str("t.toml", &format!("[global]\nmetrics = \"off\"\n{global}\n[global.lease]\nenabled = true\ntable = \"locks\"\nname = \"shop*eu\"\n[[target]]\nname = \"w\"\nkind = \"ecs_service\"\ncluster = \"c\"\nservice = \"s\"\nmin = 0\nmax = 4\n[[target.metric]]\nname = \"cpu\"\nsource = \"ecs_cpu\"\n[[target.policy]]\ntype = \"target_tracking\"\nmetric = \"cpu\"\ntarget_value = 50\n")).unwrap()
+    }
+
+    #[test]
+    fn table_items_only_under_this_deployments_keys() {
+        let table = "arn:aws:dynamodb:us-east-1:123456789012:table/locks";
+        let doc = policy(&lease_config(""), &scope());
+        let items = statements_for(&doc, "dynamodb:PutItem", table);
+        assert_eq!(items.len(), 1);
+        let mut acts: Vec<&str> = items[0]["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        acts.sort();
+        assert_eq!(
+            acts,
+            [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem"
+            ]
+        );
+        // The name's `*` is a literal, not a wildcard.
+        assert_eq!(
+            items[0]["Condition"],
+            json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+                "lease#shop${*}eu",
+                "history#shop${*}eu#*",
+            ]}})
+        );
+        // Sharded: every shard's lease of this deployment, histories unsuffixed.
+        let doc = policy(&lease_config("shard = { index = 1, count = 4 }"), &scope());
+        let items = statements_for(&doc, "dynamodb:GetItem", table);
+        assert_eq!(
+            items[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+            json!(["lease#shop${*}eu-shard-*-of-4", "history#shop${*}eu#*"])
+        );
+        // In the CloudFormation template, `${` is escaped for Fn::Sub.
+        let cfn = policy_for_cloudformation(&lease_config("")).to_string();
+        assert!(cfn.contains(r#"{"Fn::Sub":"lease#shop${!*}eu"}"#), "{cfn}");
     }
 
     #[test]
