@@ -212,3 +212,140 @@ async fn kill_9_between_a_change_and_its_record_never_repeats_it() {
         })
     );
 }
+
+/// libfaketime's preload library (Debian package `libfaketime`).
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var("CAPSTAN_LIBFAKETIME").unwrap_or_default(),
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1".into(),
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1".into(),
+        "/usr/lib/faketime/libfaketime.so.1".into(),
+    ];
+    candidates
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Three replicas whose wall clocks are 12 s ahead, right and 12 s behind (libfaketime;
+/// their monotonic clocks are left alone): one leader, the others never take its lease
+/// while it renews; the leader is killed and one other takes over, not before the old
+/// lease ran out by the true clock, and no two replicas ever act within a tick.
+#[tokio::test]
+async fn replicas_with_skewed_clocks_never_act_together() {
+    let Some(lib) = libfaketime() else {
+        println!(
+            "SKIPPED: libfaketime not found (install the Debian package libfaketime, or set CAPSTAN_LIBFAKETIME)"
+        );
+        return;
+    };
+    let lease = Duration::from_secs(10);
+    let sdk = common::sdk().await;
+    let shop = Shop::names();
+    let table = common::unique("skew");
+    shop.create(&sdk, Some(&table)).await;
+    shop.add_messages(&sdk, 60).await; // 3 workers
+    shop.set_load(&sdk, 50.0).await;
+    let cfg = shop.config(Some(&table), "", "");
+    // The replica with the true clock starts first and leads; then one 12 s ahead (it
+    // would see the leader's lease as long expired by its own clock) and one 12 s behind.
+    let skews = ["+0s", "+12s", "-12s"];
+    let spawn = |i: usize| {
+        let p = proxy::start_proxy(common::endpoint());
+        let mut c = d::capstan(&p.url, &cfg, &[]);
+        c.env("HOSTNAME", format!("skew-{i}"))
+            .env("LD_PRELOAD", &lib)
+            .env("FAKETIME", skews[i])
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .env("FAKETIME_DONT_RESET", "1");
+        (p, Daemon::spawn(c))
+    };
+    let mut rs = vec![spawn(0)];
+    d::until(30, || async { shop.workers(&sdk).await == 3 })
+        .await
+        .unwrap_or_else(|| panic!("the first replica did not act: {}", rs[0].1.text()));
+    rs.push(spawn(1));
+    rs.push(spawn(2));
+    // The load rises in steps while all three run for 5 lease durations.
+    for n in [40, 40, 40] {
+        tokio::time::sleep(lease + TICK).await;
+        shop.add_messages(&sdk, n).await;
+    }
+    tokio::time::sleep(lease + TICK).await;
+    // Who wrote the lease, and who changed capacity (true time, from the proxies).
+    let lease_writes = |p: &proxy::Proxy| -> Vec<u64> {
+        p.log()
+            .iter()
+            .filter(|e| e.operation == "PutItem" && e.status == 200 && e.body.contains("lease#"))
+            .map(|e| e.wall_ms)
+            .collect()
+    };
+    let holders: Vec<usize> = (0..rs.len())
+        .filter(|&i| !lease_writes(&rs[i].0).is_empty())
+        .collect();
+    assert_eq!(
+        holders.len(),
+        1,
+        "the lease changed hands while its holder renewed it: {holders:?}"
+    );
+    let leader = holders[0];
+    let last_renewal = *lease_writes(&rs[leader].0).last().unwrap();
+    rs[leader].1.kill9();
+    let killed = std::time::Instant::now();
+    shop.add_messages(&sdk, 40).await;
+    let before = shop.workers(&sdk).await;
+    d::until(4 * lease.as_secs(), || async {
+        shop.workers(&sdk).await > before
+    })
+    .await
+    .unwrap_or_else(|| panic!("no take-over after the kill"));
+    let took = killed.elapsed();
+    tokio::time::sleep(TICK).await;
+    for (i, (_, daemon)) in rs.iter_mut().enumerate() {
+        if i != leader {
+            assert!(daemon.stop(), "replica {i}: {}", daemon.text());
+        }
+    }
+    let mut all: Vec<(u64, usize, u32)> = Vec::new();
+    let mut takeover_at = None;
+    for (i, (p, _)) in rs.iter().enumerate() {
+        let log = p.log();
+        let offset = log.first().map_or(0, |e| e.wall_ms - e.ms);
+        all.extend(made(&log).iter().map(|(ms, v)| (ms + offset, i, *v)));
+        if i != leader {
+            if let Some(first) = lease_writes(p).first() {
+                takeover_at = Some(*first);
+            }
+        }
+    }
+    all.sort();
+    let actors: std::collections::BTreeSet<usize> = all.iter().map(|a| a.1).collect();
+    for w in all.windows(2) {
+        if w[0].1 != w[1].1 {
+            assert!(
+                w[1].0 - w[0].0 >= TICK.as_millis() as u64,
+                "two replicas acted within a tick: {all:?}"
+            );
+        }
+    }
+    let takeover_at = takeover_at.expect("another replica took the lease");
+    assert!(
+        takeover_at >= last_renewal + lease.as_millis() as u64,
+        "taken {} ms after the last renewal (lease {lease:?})",
+        takeover_at - last_renewal
+    );
+    println!(
+        "FIGURES {}",
+        json!({
+            "scenario": "3-replicas-skewed-clocks",
+            "skews": skews,
+            "leader": leader,
+            "actors": actors,
+            "changes": all.iter().map(|(_, i, v)| format!("r{i}:{v}")).collect::<Vec<_>>(),
+            "takeover_after_last_renewal_ms": takeover_at - last_renewal,
+            "convergence_after_kill_ms": took.as_millis() as u64,
+            "lease_ms": lease.as_millis() as u64,
+        })
+    );
+}
