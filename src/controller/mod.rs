@@ -1,7 +1,10 @@
 //! The control loop: every tick, observe all targets with batched calls, decide each with
 //! the pure core, and act where capacity must change — only as the leader, never in dry
 //! run, at most one change in flight per target, a failing target never delaying the
-//! others. Actions are absolute (set desired = N), so a retry or restart never doubles a step.
+//! others. Actions are absolute (set desired = N), so a retry never doubles a step, and
+//! written ahead: a change is stored as pending before its call and counts for the rate
+//! limits until its answer, or a fresh read of the resource, settles it, so neither a lost
+//! answer nor a restart between the call and its record repeats it.
 //!
 //! [`Controller::tick`] does one round and returns what it did as a value; [`run`] drives
 //! ticks on an interval until shutdown, skipping late ticks rather than queueing them.
