@@ -174,6 +174,12 @@ struct Replica {
     daemon: Daemon,
 }
 
+/// Lets the proxies log the answers of the calls the emulator has already carried out (a
+/// change is visible to a describe before its proxy has read the whole answer).
+async fn settle_logs() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
 /// The replica whose proxy carried the latest capacity change.
 fn last_actor(replicas: &[Replica]) -> usize {
     replicas
@@ -211,6 +217,7 @@ async fn replicas(n: usize) {
         .collect();
     let first = d::until(30, || async { shop.workers(&sdk).await == 5 }).await;
     assert!(first.is_some(), "{}", rs[0].daemon.text());
+    settle_logs().await;
     let leader = last_actor(&rs);
 
     // 1. The leader is cut off from DynamoDB (but still reaches ECS and SQS).
@@ -223,6 +230,7 @@ async fn replicas(n: usize) {
         .await
         .unwrap_or_else(|| panic!("no take-over after the partition"));
     let t1 = cut.elapsed();
+    settle_logs().await;
     let second = last_actor(&rs);
     assert_ne!(
         second,
@@ -256,6 +264,7 @@ async fn replicas(n: usize) {
         .await
         .unwrap_or_else(|| panic!("no take-over after the kill"));
     let t2 = killed.elapsed();
+    settle_logs().await;
     let third = last_actor(&rs);
     assert_ne!(third, second);
     tokio::time::sleep(TICK).await;
