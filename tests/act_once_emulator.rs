@@ -7,7 +7,8 @@
 //! - `kill -9` right after a change, before its answer is stored (the history write that
 //!   follows the `UpdateService` is held), then a restart, with a rate period twice the
 //!   lease: the restarted process counts the change it finds written ahead and waits the
-//!   period out. `CAPSTAN_ACT_ONCE_KILLS` (default 2) makes a longer run.
+//!   period out. `CAPSTAN_ACT_ONCE_KILLS` (default 2) makes a longer run (the test sets
+//!   the workers back to 2 whenever they reach the max, so every kill follows a change).
 //!
 //! Each test prints one `FIGURES {json}` line (run with `--nocapture`).
 
@@ -152,9 +153,20 @@ async fn kill_9_between_a_change_and_its_record_never_repeats_it() {
         Daemon::spawn(c)
     };
     let mut killed_after = Vec::new();
+    // Changes made behind capstan's back (the test resets the workers to 2 at the max, so a
+    // long run keeps scaling out): (proxy time ms, desired count).
+    let mut outside: Vec<(u64, u32)> = Vec::new();
     for k in 0..kills {
         if shop.workers(&sdk).await >= 10 {
-            break;
+            aws_sdk_ecs::Client::new(&sdk)
+                .update_service()
+                .cluster(&shop.cluster)
+                .service(&shop.service)
+                .desired_count(2)
+                .send()
+                .await
+                .unwrap();
+            outside.push((proxy.now_ms(), 2));
         }
         // The history write that follows the next change is held: the process is killed
         // after AWS made the change and before its answer is stored.
@@ -188,8 +200,11 @@ async fn kill_9_between_a_change_and_its_record_never_repeats_it() {
     .await;
     tokio::time::sleep(period + TICK).await;
     assert!(daemon.stop(), "{}", daemon.text());
-    let changes = made(&proxy.log());
+    let mut changes = made(&proxy.log());
     let values: Vec<u32> = changes.iter().map(|c| c.1).collect();
+    let change_ms: Vec<u64> = changes.iter().map(|c| c.0).collect();
+    changes.extend(outside.iter().copied());
+    changes.sort();
     let rise = largest_rise(&changes, initial, period);
     assert!(
         rise <= UP_PODS,
@@ -205,7 +220,8 @@ async fn kill_9_between_a_change_and_its_record_never_repeats_it() {
             "killed_after": killed_after,
             "initial": initial,
             "changes": values,
-            "change_ms": changes.iter().map(|c| c.0).collect::<Vec<_>>(),
+            "outside_resets_to_2": outside.len(),
+            "change_ms": change_ms,
             "largest_rise_per_period": rise,
             "rate_limit": {"up": UP_PODS, "period_s": period.as_secs()},
             "lease_s": 10,
