@@ -233,6 +233,14 @@ impl AwsError {
     pub fn is_retryable(&self) -> bool {
         matches!(self.class, ErrorClass::Throttled | ErrorClass::Transient)
     }
+
+    /// Whether a mutating call that failed this way may still have been carried out: a
+    /// timeout, a reset connection, a 5xx or an answer that could not be read may come after
+    /// AWS received (and applied) the request. A throttle or a refusal (access denied, not
+    /// found, invalid) is a definite "not done".
+    pub fn may_have_applied(&self) -> bool {
+        self.class == ErrorClass::Transient
+    }
 }
 
 impl fmt::Display for AwsError {
@@ -523,5 +531,36 @@ mod tests {
         assert_eq!(e.missing_iam_action().as_deref(), Some("ecs:UpdateService"));
         assert_eq!(e.to_string(), "ecs:UpdateService on service/shop/api: access denied; allow ecs:UpdateService on it for capstan's role");
         assert!(!e.is_retryable());
+        assert!(!e.may_have_applied());
+    }
+
+    #[test]
+    fn only_failures_after_sending_may_have_applied() {
+        use ErrorClass::*;
+        use Failure::*;
+        // (failure, code, status, may the change have been made?)
+        let cases = [
+            (Timeout, None, None, true),
+            (Dispatch, None, None, true),
+            (Response, None, Some(200), true),
+            (Service, Some("InternalFailure"), Some(500), true),
+            (Service, None, Some(503), true),
+            (Service, Some("ThrottlingException"), Some(400), false),
+            (Service, Some("AccessDeniedException"), Some(400), false),
+            (Service, Some("ServiceNotFoundException"), Some(400), false),
+            (Service, Some("InvalidParameterException"), Some(400), false),
+            (Construction, None, None, false),
+        ];
+        for (failure, code, status, want) in cases {
+            let e = AwsError {
+                class: classify(failure, code, status),
+                ..AwsError::new(Invalid, "ecs", "UpdateService", "svc", "")
+            };
+            assert_eq!(
+                e.may_have_applied(),
+                want,
+                "{failure:?} {code:?} {status:?}"
+            );
+        }
     }
 }

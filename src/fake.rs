@@ -40,9 +40,21 @@ struct State {
     fail_observe: HashSet<String>,
     fail_set: HashSet<String>,
     fail_reads: HashSet<String>,
+    /// Capacity changes that are made, but whose answer is lost (or never comes).
+    lost_answers: HashMap<String, LostAnswer>,
     conflicts: HashMap<String, Vec<Conflict>>,
     history: HashMap<(String, String), crate::sources::cloudwatch::Points>,
     calls: Calls,
+}
+
+/// How the answer of a capacity change that was made goes missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// The change is made and the caller gets a transient error (a reset connection, a
+    /// truncated answer, a timeout after AWS took the request).
+    Error,
+    /// The change is made and the call never returns (the caller is killed, or times out).
+    Hang,
 }
 
 /// The fake cloud. Clones share state.
@@ -104,6 +116,14 @@ impl FakeCloud {
                     set_of.remove(target);
                 }
             }
+        });
+    }
+    /// Makes capacity changes of `target` happen but lose their answer (`None`: answer
+    /// again).
+    pub fn lose_answers(&self, target: &str, how: Option<LostAnswer>) {
+        self.with(|s| match how {
+            Some(h) => s.lost_answers.insert(target.into(), h),
+            None => s.lost_answers.remove(target),
         });
     }
     pub fn add_conflict(&self, target: &str, what: &str) {
@@ -187,19 +207,31 @@ impl Actuator for FakeCloud {
         _now: DateTime<Utc>,
     ) -> Result<Applied, AwsError> {
         self.delay().await;
-        self.with(|s| {
+        let (result, lost) = self.with(|s| {
             if s.fail_set.contains(&target.name) {
-                return Err(injected(&target.name, "SetCapacity"));
+                return (Err(injected(&target.name, "SetCapacity")), None);
             }
             s.calls.sets.push((target.name.clone(), desired));
             s.capacity.insert(target.name.clone(), desired);
             s.ready.remove(&target.name);
-            Ok(Applied {
+            let applied = Applied {
                 requested: desired,
                 set: desired,
                 notes: Vec::new(),
-            })
-        })
+            };
+            (Ok(applied), s.lost_answers.get(&target.name).copied())
+        });
+        match lost {
+            None => result,
+            Some(LostAnswer::Error) => Err(AwsError::new(
+                ErrorClass::Transient,
+                "fake",
+                "SetCapacity",
+                &target.name,
+                "connection reset after the request was sent",
+            )),
+            Some(LostAnswer::Hang) => std::future::pending().await,
+        }
     }
 
     async fn conflicts(&self, target: &Target) -> Result<Vec<Conflict>, AwsError> {

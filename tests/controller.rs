@@ -153,7 +153,7 @@ impl Lease for ScriptedLease {
                 leader,
                 holder: None,
                 fencing: 1,
-                expires: None,
+                ..LeaseState::default()
             }),
             Err(()) => Err(AwsError::new(
                 capstan::aws::ErrorClass::Transient,
@@ -683,7 +683,8 @@ async fn aws_side_scaling_is_respected_and_taken_over_only_by_the_acting_leader(
 
 #[tokio::test]
 async fn a_leader_whose_lease_is_about_to_expire_does_not_act() {
-    /// A lease that says "leader" but expires a second from now.
+    /// A lease that says "leader" but expires a second from now (by this process's
+    /// monotonic clock; its wall-clock expiry, for display, says an hour).
     #[derive(Clone)]
     struct Expiring;
     impl Lease for Expiring {
@@ -692,7 +693,8 @@ async fn a_leader_whose_lease_is_about_to_expire_does_not_act() {
                 leader: true,
                 holder: None,
                 fencing: 1,
-                expires: Some(now + Duration::seconds(1)),
+                expires: Some(now + Duration::hours(1)),
+                valid_until: Some(std::time::Instant::now() + std::time::Duration::from_secs(1)),
             })
         }
         async fn release(&self) -> Result<(), AwsError> {

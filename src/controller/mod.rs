@@ -1,7 +1,10 @@
 //! The control loop: every tick, observe all targets with batched calls, decide each with
 //! the pure core, and act where capacity must change — only as the leader, never in dry
 //! run, at most one change in flight per target, a failing target never delaying the
-//! others. Actions are absolute (set desired = N), so a retry or restart never doubles a step.
+//! others. Actions are absolute (set desired = N), so a retry never doubles a step, and
+//! written ahead: a change is stored as pending before its call and counts for the rate
+//! limits until its answer, or a fresh read of the resource, settles it, so neither a lost
+//! answer nor a restart between the call and its record repeats it.
 //!
 //! [`Controller::tick`] does one round and returns what it did as a value; [`run`] drives
 //! ticks on an interval until shutdown, skipping late ticks rather than queueing them.
@@ -22,7 +25,9 @@ use crate::aws::AwsError;
 use crate::config::PolicyKind;
 use crate::config::{Config, Target};
 use crate::forecast;
-use crate::policy::{self, Decision, ForecastSeries, History, Observation};
+use crate::policy::{
+    self, ChangeAnswer, Decision, ForecastSeries, History, Observation, Reconciled,
+};
 use crate::sources::cadence::Cadence;
 use crate::sources::{HistoryReader, MetricRequest, Reading, Source};
 use crate::util::join_all;
@@ -385,8 +390,20 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
         let started = Instant::now();
         let mut store_errors = Vec::new();
         // A leader that cannot renew its lease stops acting at once; one that renewed acts
-        // only until shortly before the lease it holds would expire.
-        let (leader, lease_error) = match self.lease.acquire_or_renew(now).await {
+        // only until shortly before the lease it holds would expire (on its own monotonic
+        // clock). A dry run never takes or writes the lease: it only reads who holds it (and
+        // lets go of a lease it held before a reload turned the dry run on).
+        let lease = if self.options.dry_run {
+            if self.was_leader {
+                if let Err(e) = self.lease.release().await {
+                    tracing::warn!(error = %e, "releasing the lease for the dry run");
+                }
+            }
+            self.lease.peek().await
+        } else {
+            self.lease.acquire_or_renew(now).await
+        };
+        let (leader, lease_error) = match lease {
             Ok(s) => {
                 let l = s.leader;
                 self.last_lease = Some(s);
@@ -397,23 +414,23 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 (false, Some(e))
             }
         };
-        let act_until: Option<Instant> =
-            self.last_lease.as_ref().and_then(|l| l.expires).map(|exp| {
-                let left = (exp - now)
-                    .to_std()
-                    .unwrap_or_default()
-                    .saturating_sub(LEASE_MARGIN);
-                started + left
-            });
-        if leader && !self.was_leader {
+        let act_until: Option<Instant> = self
+            .last_lease
+            .as_ref()
+            .and_then(|l| l.valid_until)
+            .map(|until| until.checked_sub(LEASE_MARGIN).unwrap_or(started));
+        let fencing = self.last_lease.as_ref().map_or(0, |l| l.fencing);
+        // A dry run is never the acting leader: what it records stays in its memory.
+        let leader_acting = leader && !self.options.dry_run;
+        if leader_acting && !self.was_leader {
             // What the previous leader recorded is in the store, not in this replica's memory.
             self.histories.clear();
             self.loaded = false;
             self.conflicts_pending = true;
             self.settled.clear();
         }
-        self.was_leader = leader;
-        let acting = leader && !self.options.dry_run;
+        self.was_leader = leader_acting;
+        let acting = leader_acting;
         self.actuator.set_acting(acting);
         if self.conflicts_pending {
             self.check_conflicts(acting).await;
@@ -483,6 +500,21 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                     states[i] = Some(Ok(s.state.clone()));
                     state_age[i] = Some((now - s.read_at).num_seconds().max(0) as u64);
                 }
+            }
+        }
+
+        // A change written ahead and not yet confirmed (its answer was lost, or the process
+        // that made it stopped before recording the answer) is settled by what the resource
+        // runs now, read this tick with no change in flight, before anything is decided.
+        for (i, t) in targets.iter().enumerate() {
+            let Some(Ok(state)) = &states[i] else {
+                continue;
+            };
+            if state_age[i].is_some() || state.change_in_flight {
+                continue;
+            }
+            if let Some(h) = self.histories.get_mut(&t.name) {
+                log_reconciled(&t.name, h.reconcile(state.desired));
             }
         }
 
@@ -593,13 +625,13 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             }
             let outcome = if d.desired == d.current {
                 None
-            } else if !leader {
-                Some(Outcome::Skipped {
-                    why: "follower: the leader acts".into(),
-                })
             } else if self.options.dry_run {
                 Some(Outcome::Skipped {
                     why: "dry run".into(),
+                })
+            } else if !leader {
+                Some(Outcome::Skipped {
+                    why: "follower: the leader acts".into(),
                 })
             } else if state.change_in_flight {
                 Some(Outcome::Skipped {
@@ -608,6 +640,12 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             } else if let Some(why) = self.unverified.get(&t.name) {
                 Some(Outcome::Skipped {
                     why: format!("AWS-side scaling not checked: {why}"),
+                })
+            } else if !self.loaded {
+                // A change the last leader made may be in the store, not in memory: it
+                // must count before anything is changed again.
+                Some(Outcome::Skipped {
+                    why: "history not loaded from the store: not acting until it is".into(),
                 })
             } else if act_until.is_some_and(|until| Instant::now() >= until) {
                 Some(Outcome::Skipped {
@@ -631,6 +669,45 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
                 error: None,
             });
         }
+
+        // Write ahead: each change is recorded (from, to, fencing token) and stored before
+        // its call, and counts for every rate limit and cooldown from then on; a change
+        // whose record could not be stored is not made.
+        let mut intended = vec![false; n];
+        for (i, t, _, _) in &to_act {
+            if let Some(d) = &results[*i].decision {
+                self.histories
+                    .entry(t.name.clone())
+                    .or_default()
+                    .intend(t, d, fencing);
+                intended[*i] = true;
+            }
+        }
+        let written = {
+            let store = &self.store;
+            let histories = &self.histories;
+            join_all(to_act.iter().map(|(_, t, ..)| async move {
+                store.save(&t.name, &histories[t.name.as_str()]).await
+            }))
+            .await
+        };
+        let mut ready = Vec::with_capacity(to_act.len());
+        for (act, w) in to_act.into_iter().zip(written) {
+            match w {
+                Ok(()) => ready.push(act),
+                Err(e) => {
+                    let (i, t, ..) = act;
+                    if let Some(h) = self.histories.get_mut(t.name.as_str()) {
+                        h.answer(ChangeAnswer::NotApplied);
+                    }
+                    results[i].outcome = Some(Outcome::Skipped {
+                        why: format!("the change could not be recorded before it is made: {e}"),
+                    });
+                    store_errors.push(e);
+                }
+            }
+        }
+        let to_act = ready;
 
         // Act on all targets that need it, concurrently, each with its own timeout (cut to
         // what is left of the lease).
@@ -663,14 +740,28 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
 
         // Record and persist histories; log. `results` are in the order of `targets`.
         let mut changed: Vec<&str> = Vec::new();
-        for (t, r) in targets.iter().zip(&results) {
+        for ((t, r), intended) in targets.iter().zip(&results).zip(intended) {
             let Some(d) = &r.decision else { continue };
             let acted = matches!(r.outcome, Some(Outcome::Applied { .. }));
             let h = match self.histories.get_mut(t.name.as_str()) {
                 Some(h) => h,
                 None => self.histories.entry(t.name.clone()).or_default(),
             };
-            h.record(t, d, acted);
+            if intended {
+                // Recorded before the call: the answer settles it. One that may have been
+                // applied keeps counting until a fresh read of the resource says otherwise.
+                // (One whose record could not be stored was settled as not made already.)
+                match &r.outcome {
+                    Some(Outcome::Applied { .. }) => h.answer(ChangeAnswer::Applied),
+                    Some(Outcome::Failed { error }) if error.may_have_applied() => {
+                        h.answer(ChangeAnswer::Ambiguous)
+                    }
+                    Some(Outcome::Failed { .. }) => h.answer(ChangeAnswer::NotApplied),
+                    Some(Outcome::Skipped { .. }) | None => {}
+                }
+            } else {
+                h.record(t, d, acted);
+            }
             changed.push(&t.name);
             log_decision(d, r.outcome.as_ref(), self.options.log_all);
         }
@@ -694,8 +785,8 @@ impl<S: Source + HistoryReader, A: Actuator, St: StateStore, L: Lease> Controlle
             }
         }
         // Only the leader writes histories: followers never record actions, and their
-        // copies must not overwrite the leader's.
-        if !leader {
+        // copies must not overwrite the leader's. Nor does a dry run.
+        if !leader_acting {
             changed.clear();
         }
         let store = &self.store;
@@ -764,6 +855,9 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
             format!("applied {} (asked {})", applied.set, applied.requested)
         }
         Some(Outcome::Applied { .. }) => "applied".into(),
+        Some(Outcome::Failed { error }) if error.may_have_applied() => format!(
+            "failed: {error} (it may have been made: counted as made until the resource is read back)"
+        ),
         Some(Outcome::Failed { error }) => format!("failed: {error}"),
         Some(Outcome::Skipped { why }) => format!("skipped: {why}"),
     };
@@ -776,6 +870,19 @@ fn log_decision(d: &Decision, outcome: Option<&Outcome>, all: bool) {
         // `--log-all` asks for every decision at the default level (info), not only when
         // debug logging is on.
         tracing::info!(target: "capstan::decision", target_name = %d.target, current = d.current, desired = d.desired, outcome = %outcome_text, reason = %d.reason(), "decision");
+    }
+}
+
+/// Logs how a change written ahead was settled by reading the resource.
+fn log_reconciled(target: &str, r: Option<Reconciled>) {
+    match r {
+        Some(Reconciled::Dropped(p)) => {
+            tracing::warn!(target: "capstan::decision", target_name = %target, from = p.from, to = p.to, fencing = p.fencing, state = ?p.state, "a change whose outcome was unknown was not made (the resource still runs its old capacity): no longer counted")
+        }
+        Some(Reconciled::Confirmed(p)) => {
+            tracing::info!(target: "capstan::decision", target_name = %target, from = p.from, to = p.to, fencing = p.fencing, state = ?p.state, "a change whose outcome was unknown is in place: counted as made")
+        }
+        None => {}
     }
 }
 

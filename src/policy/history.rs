@@ -25,6 +25,52 @@ pub struct ScaleEvent {
     pub change: u32,
 }
 
+/// A capacity change recorded before its call (write-ahead) and not yet known to have
+/// happened. While it is pending it counts as a scale event for every rate limit and
+/// cooldown; a fresh read of the resource either confirms it or, when the resource still
+/// runs `from`, drops it ([`History::reconcile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    pub at: Stamp,
+    pub from: u32,
+    pub to: u32,
+    /// The lease's fencing token of the leader that made it (0 without a lease).
+    pub fencing: u64,
+    pub state: PendingState,
+    /// The last scale-out (or scale-in) before this change, restored if it is dropped.
+    pub prev_last: Option<Stamp>,
+}
+
+/// Where a pending change stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingState {
+    /// Recorded before the call; no answer yet (a process that died here left it).
+    Intended,
+    /// The call failed in a way that may have applied it (timeout, reset, 5xx, an answer
+    /// that could not be read).
+    Ambiguous,
+}
+
+/// What the call of a pending change answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeAnswer {
+    Applied,
+    /// A definite refusal (throttled, access denied, invalid): nothing changed.
+    NotApplied,
+    /// No answer that says either.
+    Ambiguous,
+}
+
+/// What a fresh read of the resource said about a pending change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The resource no longer runs `from`: the change counts as made.
+    Confirmed(PendingChange),
+    /// The resource still runs `from`: the change did not happen and no longer counts.
+    Dropped(PendingChange),
+}
+
 /// One live comparison of the forecast with the load that came.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ForecastCheck {
@@ -51,6 +97,9 @@ pub struct History {
     pub breach_since: BTreeMap<String, Stamp>,
     /// Live forecast checks, at most one per [`FORECAST_CHECK_EVERY_SECS`], for a day.
     pub forecast_checks: Vec<ForecastCheck>,
+    /// A change written ahead of its call and not yet confirmed by a read of the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
     /// Derived data kept to make ticks cheap (schedule windows, forecast error sums); never
     /// stored, never compared, rebuilt when missing or out of date.
     #[serde(skip)]
@@ -173,6 +222,80 @@ impl History {
             }
         }
         self.prune(target, now);
+    }
+
+    /// Records a decision whose change is about to be made, before the call (write-ahead):
+    /// the change counts as a scale event from now on, and stays pending until its answer
+    /// ([`History::answer`]) or a fresh read of the resource ([`History::reconcile`]) settles it.
+    pub fn intend(&mut self, target: &Target, d: &Decision, fencing: u64) {
+        let prev_last = if d.desired > d.current {
+            self.last_scale_out
+        } else {
+            self.last_scale_in
+        };
+        self.record(target, d, true);
+        self.pending = (d.desired != d.current).then(|| PendingChange {
+            at: Stamp::from(d.at),
+            from: d.current,
+            to: d.desired,
+            fencing,
+            state: PendingState::Intended,
+            prev_last,
+        });
+    }
+
+    /// Settles the pending change with its call's answer: applied (no longer pending), not
+    /// applied (dropped: it never counted), or ambiguous (still counted, until a fresh read).
+    pub fn answer(&mut self, answer: ChangeAnswer) {
+        match answer {
+            ChangeAnswer::Applied => self.pending = None,
+            ChangeAnswer::NotApplied => {
+                if let Some(p) = self.pending.take() {
+                    self.undo(&p);
+                }
+            }
+            ChangeAnswer::Ambiguous => {
+                if let Some(p) = self.pending.as_mut() {
+                    p.state = PendingState::Ambiguous;
+                }
+            }
+        }
+    }
+
+    /// Settles a pending change with a fresh read of what the resource is asked to run
+    /// (`observed`, read after the change was sent and with no change in flight): still
+    /// `from` means the change did not happen (dropped); anything else means it did, or was
+    /// overtaken, and it keeps counting. Returns what was settled, if anything was pending.
+    pub fn reconcile(&mut self, observed: u32) -> Option<Reconciled> {
+        let p = self.pending.take()?;
+        if observed == p.from && p.from != p.to {
+            self.undo(&p);
+            Some(Reconciled::Dropped(p))
+        } else {
+            Some(Reconciled::Confirmed(p))
+        }
+    }
+
+    /// Removes the scale event of a change that did not happen.
+    fn undo(&mut self, p: &PendingChange) {
+        let (events, last, change) = if p.to > p.from {
+            (&mut self.scale_ups, &mut self.last_scale_out, p.to - p.from)
+        } else {
+            (
+                &mut self.scale_downs,
+                &mut self.last_scale_in,
+                p.from - p.to,
+            )
+        };
+        if let Some(i) = events
+            .iter()
+            .rposition(|e| e.at == p.at && e.change == change)
+        {
+            events.remove(i);
+        }
+        if *last == Some(p.at) {
+            *last = p.prev_last;
+        }
     }
 
     /// Drops what no rule can look at any more.

@@ -36,8 +36,8 @@ pub use explain::{
     ProposalLine, StepLine, Update,
 };
 pub use history::{
-    Cache, ForecastCheck, History, Recommendation, ScaleEvent, WindowState,
-    FORECAST_CHECK_EVERY_SECS,
+    Cache, ChangeAnswer, ForecastCheck, History, PendingChange, PendingState, Recommendation,
+    Reconciled, ScaleEvent, WindowState, FORECAST_CHECK_EVERY_SECS,
 };
 pub use observation::{ForecastSeries, Metrics, Observation, Sample};
 

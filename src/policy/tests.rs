@@ -1598,3 +1598,84 @@ fn window_states_hold_until_their_edge() {
     }
     assert!(edges >= 9, "open and close once a day: {edges}");
 }
+
+// ---- Write-ahead changes: pending, ambiguous, reconciled --------------------------------
+
+/// Two units per rolling minute, a 1-minute scale-out cooldown.
+fn pods_2_per_minute() -> Target {
+    target(&format!(
+        "{CPU_70}[target.behavior]\nscale_out_cooldown = \"1m\"\n[target.behavior.scale_up]\npolicies = [{{ type = \"pods\", value = 2, period = \"1m\" }}]\n"
+    ))
+}
+
+#[test]
+fn an_ambiguous_change_counts_for_rate_limits_until_a_read_drops_it() {
+    let t = pods_2_per_minute();
+    let mut h = seen();
+    // 4 -> 6 written ahead; the call's answer is lost.
+    let d = decide(&t, &Observation::new(t0(), 4).with("cpu", 280.0), &h);
+    assert_eq!(d.desired, 6, "{}", d.reason());
+    h.intend(&t, &d, 3);
+    h.answer(ChangeAnswer::Ambiguous);
+    let p = h.pending.expect("still pending");
+    assert_eq!((p.from, p.to, p.fencing), (4, 6, 3));
+    assert_eq!(p.state, PendingState::Ambiguous);
+    // The resource read back 4 would look like room for 2 more: the limit says no, the
+    // change in doubt has used this minute's 2 units.
+    let d = decide(&t, &Observation::new(at(10), 4).with("cpu", 280.0), &h);
+    assert_eq!(d.desired, 4, "{}", d.reason());
+    // A fresh read says the change did not happen: dropped, the 2 units are free again,
+    // and the cooldown clock is back where it was.
+    assert!(matches!(h.reconcile(4), Some(Reconciled::Dropped(_))));
+    assert!(h.pending.is_none());
+    assert_eq!(h.added_within(at(10).into(), 60), 0);
+    assert_eq!(h.last_scale_out, None);
+    let d = decide(&t, &Observation::new(at(10), 4).with("cpu", 280.0), &h);
+    assert_eq!(d.desired, 6, "{}", d.reason());
+}
+
+#[test]
+fn a_confirmed_change_keeps_counting_and_a_refused_one_never_did() {
+    let t = pods_2_per_minute();
+    let mut h = seen();
+    let d = decide(&t, &Observation::new(t0(), 4).with("cpu", 280.0), &h);
+    h.intend(&t, &d, 1);
+    // A process that died after the call (pending is Intended) restarts and reads 6.
+    let mut restarted: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+    assert_eq!(restarted.pending, h.pending);
+    assert!(matches!(
+        restarted.reconcile(6),
+        Some(Reconciled::Confirmed(_))
+    ));
+    assert_eq!(restarted.added_within(at(10).into(), 60), 2);
+    let d = decide(
+        &t,
+        &Observation::new(at(10), 6).with("cpu", 280.0),
+        &restarted,
+    );
+    assert_eq!(d.desired, 6, "{}", d.reason());
+    // A definite refusal (throttled, invalid): no event, no cooldown.
+    h.answer(ChangeAnswer::NotApplied);
+    assert!(h.pending.is_none());
+    assert!(h.scale_ups.is_empty() && h.last_scale_out.is_none());
+    assert_eq!(h.reconcile(4), None, "nothing left to settle");
+    // An applied answer keeps the event and clears the pending mark.
+    let mut h = seen();
+    h.intend(&t, &d_up(&t, &h), 1);
+    h.answer(ChangeAnswer::Applied);
+    assert!(h.pending.is_none());
+    assert_eq!(h.added_within(at(10).into(), 60), 2);
+}
+
+fn d_up(t: &Target, h: &History) -> Decision {
+    decide(t, &Observation::new(t0(), 4).with("cpu", 280.0), h)
+}
+
+#[test]
+fn a_stored_history_without_a_pending_change_still_loads() {
+    let h = seen();
+    let json = serde_json::to_string(&h).unwrap();
+    assert!(!json.contains("pending"), "{json}");
+    let back: History = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, h);
+}

@@ -259,8 +259,10 @@ target_per_unit = {PER_INSTANCE}
 }
 
 /// `capstan run --config <cfg> --log-format json` against `endpoint` with test credentials.
+/// `CAPSTAN_TEST_BIN` runs another build instead (e.g. an older one, to see a test fail).
 pub fn capstan(endpoint: &str, cfg: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    let bin = std::env::var("CAPSTAN_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_capstan").into());
+    let mut c = Command::new(bin);
     c.args(["run", "--config", cfg.to_str().unwrap()])
         .args(args)
         .args(["--log-format", "json"])

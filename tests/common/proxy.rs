@@ -5,7 +5,8 @@
 //! that a dry run makes no mutating call, that retries stay within the SDK's attempts,
 //! that two replicas never act in the same tick. Rules inject faults per service and
 //! operation (throttling, 5xx, connection resets, hung connections, slow and malformed
-//! answers, or the upstream being unreachable), for a number of requests or until removed.
+//! answers, requests carried out whose answer is then cut short or reset, or the upstream
+//! being unreachable), for a number of requests or until removed.
 //! Each request is forwarded with `Connection: close`, so one connection carries one
 //! request.
 
@@ -45,6 +46,11 @@ pub enum Fault {
     Slow(Duration),
     /// 200 with a truncated body the SDK cannot parse.
     Malformed,
+    /// Forwarded (AWS carries it out), then the answer is cut short: the status line and
+    /// headers of the real answer and half its body, then the connection closes.
+    ForwardThenTruncate,
+    /// Forwarded (AWS carries it out), then the connection is reset without an answer.
+    ForwardThenReset,
 }
 
 impl Fault {
@@ -56,6 +62,8 @@ impl Fault {
             Fault::Hang => "hang".into(),
             Fault::Slow(d) => format!("slow{}ms", d.as_millis()),
             Fault::Malformed => "malformed".into(),
+            Fault::ForwardThenTruncate => "forward-then-truncate".into(),
+            Fault::ForwardThenReset => "forward-then-reset".into(),
         }
     }
 }
@@ -72,6 +80,11 @@ pub struct Rule {
     pub fault: Fault,
     /// Requests left to fault; `None` until the rule is removed.
     pub times: Option<u32>,
+    /// Applies only once a request of this operation has been answered 200 after the rule
+    /// was added (e.g. the history write that follows an `UpdateService`).
+    pub after: Option<String>,
+    /// The log length when the rule was added.
+    armed_at: usize,
 }
 
 impl Rule {
@@ -82,7 +95,13 @@ impl Rule {
             body_contains: None,
             fault,
             times: None,
+            after: None,
+            armed_at: 0,
         }
+    }
+    pub fn after(mut self, operation: &str) -> Self {
+        self.after = Some(operation.into());
+        self
     }
     pub fn service(mut self, s: &str) -> Self {
         self.service = Some(s.into());
@@ -154,8 +173,11 @@ impl Proxy {
         f(&mut self.inner.lock().unwrap())
     }
     /// Adds a fault rule (the first matching rule applies).
-    pub fn add(&self, rule: Rule) {
-        self.with(|i| i.rules.push(rule));
+    pub fn add(&self, mut rule: Rule) {
+        self.with(|i| {
+            rule.armed_at = i.log.len();
+            i.rules.push(rule)
+        });
     }
     /// Removes every rule.
     pub fn clear(&self) {
@@ -326,10 +348,17 @@ async fn handle(
         let mut i = inner.lock().unwrap();
         let mut fault = if i.down { Some(Fault::Reset) } else { None };
         if fault.is_none() {
-            if let Some(r) = i
-                .rules
+            let Inner { rules, log, .. } = &mut *i;
+            let armed = |r: &Rule| {
+                r.after.as_deref().is_none_or(|after| {
+                    log[r.armed_at.min(log.len())..]
+                        .iter()
+                        .any(|e| e.operation == after && e.status == 200)
+                })
+            };
+            if let Some(r) = rules
                 .iter_mut()
-                .find(|r| r.times != Some(0) && r.matches(&svc, &op, &body_text))
+                .find(|r| r.times != Some(0) && r.matches(&svc, &op, &body_text) && armed(r))
             {
                 if let Some(n) = r.times.as_mut() {
                     *n -= 1;
@@ -401,7 +430,7 @@ async fn handle(
             return conn.shutdown().await;
         }
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        None => {}
+        Some(Fault::ForwardThenTruncate | Fault::ForwardThenReset) | None => {}
     }
     let mut new_head: String = head
         .trim_end()
@@ -425,8 +454,25 @@ async fn handle(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     set_status(status);
-    conn.write_all(&resp).await?;
-    conn.shutdown().await
+    match fault {
+        Some(Fault::ForwardThenReset) => {
+            reset(conn);
+            Ok(())
+        }
+        Some(Fault::ForwardThenTruncate) => {
+            let head_len = resp
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |p| p + 4);
+            let cut = head_len + (resp.len() - head_len) / 2;
+            conn.write_all(&resp[..cut]).await?;
+            conn.shutdown().await
+        }
+        _ => {
+            conn.write_all(&resp).await?;
+            conn.shutdown().await
+        }
+    }
 }
 
 async fn error_response(
