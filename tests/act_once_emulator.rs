@@ -251,6 +251,11 @@ fn libfaketime() -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn replicas_with_skewed_clocks_never_act_together() {
     let Some(lib) = libfaketime() else {
+        // CI installs it (.ci/run): there a missing library is a failure, not a skip.
+        assert!(
+            std::env::var_os("CAPSTAN_REQUIRE_FAKETIME").is_none(),
+            "libfaketime not found and CAPSTAN_REQUIRE_FAKETIME is set"
+        );
         println!(
             "SKIPPED: libfaketime not found (install the Debian package libfaketime, or set CAPSTAN_LIBFAKETIME)"
         );
