@@ -4,6 +4,7 @@
 //! daemon's own tick against the simulated AWS) and the baselines (on `sales-api`). Run
 //! with `cargo bench --bench simulate`; it prints the wall-clock times and the CPU time of
 //! the median run (the thread's own, so other jobs on the machine do not count).
+//! `CASES=web,sales-api` replays only those targets' own policies.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -85,7 +86,14 @@ fn main() {
         cases.push((&cfg, "sales-api", Some(b)));
     }
     for (label, trace) in [("NASA x150", &nasa), ("synthetic 60 d", &synthetic)] {
+        // CASES=web,sales-api runs only those targets' own policies.
+        let only = std::env::var("CASES").ok();
         for &(cfg, name, baseline) in &cases {
+            if let Some(only) = &only {
+                if baseline.is_some() || !only.split(',').any(|c| c == name) {
+                    continue;
+                }
+            }
             let target = cfg.target(name).expect("example target");
             let plans = simulate::plan_metrics(target, &BTreeMap::new(), 60).expect("plans");
             let opts = Options {

@@ -394,13 +394,22 @@ impl HistoryPlan {
 /// has a datapoint, as CloudWatch combines series; a non-finite value (a division by
 /// zero) is left out. In the order of the first series.
 pub fn combine(expr: &Expr, series: &[Points]) -> Points {
+    let Some(first) = series.first() else {
+        return Vec::new();
+    };
+    let finite = |p: &(DateTime<Utc>, f64)| p.1.is_finite();
+    if series.len() == 1 {
+        // One input (`requests / 60`): no timestamps to match.
+        return first
+            .iter()
+            .map(|(t, v)| (*t, expr.eval(std::slice::from_ref(v))))
+            .filter(finite)
+            .collect();
+    }
     let maps: Vec<HashMap<i64, f64>> = series
         .iter()
         .map(|s| s.iter().map(|(t, v)| (t.timestamp(), *v)).collect())
         .collect();
-    let Some(first) = series.first() else {
-        return Vec::new();
-    };
     let mut row = vec![0.0; maps.len()];
     first
         .iter()
@@ -410,26 +419,47 @@ pub fn combine(expr: &Expr, series: &[Points]) -> Points {
             }
             Some((*t, expr.eval(&row)))
         })
-        .filter(|(_, v)| v.is_finite())
+        .filter(finite)
         .collect()
 }
 
 /// The mean of the finite values within each step (by step start), sorted.
 pub fn to_step(points: &[(DateTime<Utc>, f64)], step_secs: u64) -> Points {
-    let mut bins: BTreeMap<DateTime<Utc>, (f64, u32)> = BTreeMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for (t, v) in points {
-        // A period returned twice (pages overlapping) counts once.
-        if !v.is_finite() || !seen.insert(t.timestamp()) {
-            continue;
+    // Sorted by time (answers come newest first, pages in any order), a period returned
+    // twice (pages overlapping) counted once; then one mean per step, in one pass.
+    let mut pts: Vec<(i64, f64)> = points
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(t, v)| (t.timestamp(), *v))
+        .collect();
+    pts.sort_by_key(|p| p.0);
+    pts.dedup_by_key(|p| p.0);
+    let step = step_secs.max(1) as i64;
+    let mut out: Points = Vec::with_capacity(pts.len() / (step as usize / 60).max(1) + 1);
+    let mut current: Option<(i64, f64, u32)> = None;
+    for (t, v) in pts {
+        let b = t.div_euclid(step) * step;
+        match &mut current {
+            Some((at, sum, n)) if *at == b => {
+                *sum += v;
+                *n += 1;
+            }
+            _ => {
+                if let Some((at, sum, n)) = current.take() {
+                    out.extend(step_point(at, sum, n));
+                }
+                current = Some((b, v, 1));
+            }
         }
-        let b = bins.entry(floor_to(*t, step_secs)).or_insert((0.0, 0));
-        b.0 += v;
-        b.1 += 1;
     }
-    bins.into_iter()
-        .map(|(t, (sum, n))| (t, sum / f64::from(n)))
-        .collect()
+    if let Some((at, sum, n)) = current {
+        out.extend(step_point(at, sum, n));
+    }
+    out
+}
+
+fn step_point(at: i64, sum: f64, n: u32) -> Option<(DateTime<Utc>, f64)> {
+    Some((DateTime::from_timestamp(at, 0)?, sum / f64::from(n)))
 }
 
 /// What CloudWatch answers for raw datapoints `(time, value)` asked at `period_secs` with
