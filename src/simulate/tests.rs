@@ -90,6 +90,23 @@ metric = "cpu"
 target_value = 50
 "#;
 
+/// The requests to an ALB per minute (`Sum`) and the rate they make (`requests / 60`).
+const REQUESTS: &str = r#"
+[[target.metric]]
+name = "requests"
+source = "cloudwatch"
+namespace = "AWS/ApplicationELB"
+metric_name = "RequestCount"
+dimensions = { LoadBalancer = "app/shop/1" }
+statistic = "Sum"
+period = "60s"
+
+[[target.metric]]
+name = "rps"
+source = "expression"
+expression = "requests / 60"
+"#;
+
 /// A controller that holds a fixed capacity, or follows a script of (tick time, capacity).
 struct Script {
     initial: u32,
@@ -245,22 +262,8 @@ fn appending_future_data_changes_no_past_decision() {
     // Two days of a daily pattern, then a third day with a flash crowd; a predictive policy
     // (the daemon's forecaster) acts on the forecast.
     let toml = format!(
-        "{CPU}\n{}",
+        "{CPU}\n{REQUESTS}\n{}",
         r#"
-[[target.metric]]
-name = "requests"
-source = "cloudwatch"
-namespace = "AWS/ApplicationELB"
-metric_name = "RequestCount"
-dimensions = { LoadBalancer = "app/shop/1" }
-statistic = "Sum"
-period = "60s"
-
-[[target.metric]]
-name = "rps"
-source = "expression"
-expression = "requests / 60"
-
 [[target.policy]]
 type = "predictive"
 metric = "rps"
@@ -305,22 +308,8 @@ fn predictive_policy_scales_ahead_of_a_daily_peak() {
     // One busy hour a day; the second day the forecast (the first day) lifts the capacity
     // before the load arrives, which a reactive policy cannot do.
     let toml = format!(
-        "{CPU}\n{}",
+        "{CPU}\n{REQUESTS}\n{}",
         r#"
-[[target.metric]]
-name = "requests"
-source = "cloudwatch"
-namespace = "AWS/ApplicationELB"
-metric_name = "RequestCount"
-dimensions = { LoadBalancer = "app/shop/1" }
-statistic = "Sum"
-period = "60s"
-
-[[target.metric]]
-name = "rps"
-source = "expression"
-expression = "requests / 60"
-
 [[target.policy]]
 type = "predictive"
 metric = "rps"
@@ -643,22 +632,6 @@ impl<F: FnMut(&SimCloud, i64)> Controller for Probe<F> {
         v.current
     }
 }
-
-const REQUESTS: &str = r#"
-[[target.metric]]
-name = "requests"
-source = "cloudwatch"
-namespace = "AWS/ApplicationELB"
-metric_name = "RequestCount"
-dimensions = { LoadBalancer = "app/shop/1" }
-statistic = "Sum"
-period = "60s"
-
-[[target.metric]]
-name = "rps"
-source = "expression"
-expression = "requests / 60"
-"#;
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
