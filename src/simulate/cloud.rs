@@ -173,7 +173,7 @@ impl SimCloud {
         let dps = &sim.datapoints;
         let lo = dps.partition_point(|d| d.end - res < start);
         let hi = dps.partition_point(|d| d.end - res < end);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity((hi - lo) / (p / res).max(1) as usize + 1);
         // The values of the bucket being filled (one buffer, reused).
         let mut xs: Vec<f64> = Vec::new();
         let mut at = i64::MIN;
@@ -249,6 +249,12 @@ impl MetricData for SimCloud {
 impl Source for SimCloud {
     async fn read(&self, requests: &[MetricRequest<'_>], now: DateTime<Utc>) -> Vec<Reading> {
         let mut readings = read_with(self, requests, now).await;
+        if !requests
+            .iter()
+            .any(|r| matches!(r.metric.source, MetricSource::Sqs { .. }))
+        {
+            return readings;
+        }
         let (queue, busy) = {
             let sim = self.sim.lock();
             (sim.queue, sim.busy())

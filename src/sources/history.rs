@@ -400,11 +400,14 @@ pub fn combine(expr: &Expr, series: &[Points]) -> Points {
     let finite = |p: &(DateTime<Utc>, f64)| p.1.is_finite();
     if series.len() == 1 {
         // One input (`requests / 60`): no timestamps to match.
-        return first
-            .iter()
-            .map(|(t, v)| (*t, expr.eval(std::slice::from_ref(v))))
-            .filter(finite)
-            .collect();
+        let mut out = Vec::with_capacity(first.len());
+        out.extend(
+            first
+                .iter()
+                .map(|(t, v)| (*t, expr.eval(std::slice::from_ref(v))))
+                .filter(finite),
+        );
+        return out;
     }
     let maps: Vec<HashMap<i64, f64>> = series
         .iter()
@@ -427,11 +430,13 @@ pub fn combine(expr: &Expr, series: &[Points]) -> Points {
 pub fn to_step(points: &[(DateTime<Utc>, f64)], step_secs: u64) -> Points {
     // Sorted by time (answers come newest first, pages in any order), a period returned
     // twice (pages overlapping) counted once; then one mean per step, in one pass.
-    let mut pts: Vec<(i64, f64)> = points
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(t, v)| (t.timestamp(), *v))
-        .collect();
+    let mut pts: Vec<(i64, f64)> = Vec::with_capacity(points.len());
+    pts.extend(
+        points
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(t, v)| (t.timestamp(), *v)),
+    );
     pts.sort_by_key(|p| p.0);
     pts.dedup_by_key(|p| p.0);
     let step = step_secs.max(1) as i64;
